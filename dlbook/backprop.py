@@ -101,9 +101,9 @@ class Module:
 
 class Lin(Module):
     "Linear layer `x @ w + b` (the last chapter's `Linear`) with a hand-written backward pass."
-    def __init__(self, n_in: int, n_out: int, gain: float = 2.0, dtype=torch.float32):
+    def __init__(self, n_in: int, n_out: int, gain: float = 2.0, dtype=torch.float32, device=None):
         super().__init__()
-        self.linear = Linear(n_in, n_out, gain=gain, dtype=dtype)
+        self.linear = Linear(n_in, n_out, gain=gain, dtype=dtype, device=device)
         self.params = {'w': self.linear.w, 'b': self.linear.b}
     def forward(self, x): return self.linear(x)
     def gradient(self, grad_out, x):
