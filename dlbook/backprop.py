@@ -150,7 +150,7 @@ class Model:
         return {f"{i}.{k}": l.grads[k] for i, l in enumerate(self.layers) for k in l.params}
     def sgd_step(self, lr: float) -> None:
         "Gradient descent step: move every parameter by `-lr` times its gradient (in place)."
-        for (name, p), g in zip(self.params().items(), self.grads().values()): p -= lr * g
+        for p, g in zip(self.params().values(), self.grads().values()): p -= lr * g
     def to_torch(self) -> nn.Sequential:
         "The same network as PyTorch modules (`nn.Linear`, `nn.ReLU`) with a copy of the weights."
         conv = {Lin: lambda l: l.linear.to_torch(), Relu: lambda l: nn.ReLU()}
