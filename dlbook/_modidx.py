@@ -28,4 +28,11 @@ d = { 'settings': { 'branch': 'main',
                              'dlbook.data.load_fashion_mnist': ('data.html#load_fashion_mnist', 'dlbook/data.py'),
                              'dlbook.data.load_mnist1d': ('data.html#load_mnist1d', 'dlbook/data.py'),
                              'dlbook.data.parse_idx': ('data.html#parse_idx', 'dlbook/data.py'),
-                             'dlbook.data.read_idx': ('data.html#read_idx', 'dlbook/data.py')}}}
+                             'dlbook.data.read_idx': ('data.html#read_idx', 'dlbook/data.py')},
+            'dlbook.training': { 'dlbook.training.accuracy': ('first_training.html#accuracy', 'dlbook/training.py'),
+                                 'dlbook.training.flat_fashion': ('first_training.html#flat_fashion', 'dlbook/training.py'),
+                                 'dlbook.training.init_mlp': ('first_training.html#init_mlp', 'dlbook/training.py'),
+                                 'dlbook.training.mlp_forward': ('first_training.html#mlp_forward', 'dlbook/training.py'),
+                                 'dlbook.training.shuffled_batches': ('first_training.html#shuffled_batches', 'dlbook/training.py'),
+                                 'dlbook.training.train_ours': ('first_training.html#train_ours', 'dlbook/training.py'),
+                                 'dlbook.training.train_torch': ('first_training.html#train_torch', 'dlbook/training.py')}}}
