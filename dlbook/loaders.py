@@ -106,7 +106,7 @@ class DataLoader:
 
 # %% ../nbs/20_loaders.ipynb #20-loaders-023
 class TensorLoader:
-    "Batches of in-memory `tensors`: one shuffled gather per epoch, then slices; `tfm` is applied to each batch's inputs."
+    "Batches of in-memory `tensors`, each gathered with one `index_select` per tensor; `tfm` is applied to each batch's inputs."
     def __init__(self, *tensors: torch.Tensor, bs: int = 256, shuffle: bool = False, drop_last: bool = False,
                  tfm: Callable | None = None, device: torch.device | str | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None):
@@ -119,16 +119,15 @@ class TensorLoader:
         self.generator = _make_generator(seed, generator) if shuffle else None
     def __len__(self): return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
     def __iter__(self):
-        ts = self.tensors
+        ts, nb, tfm = self.tensors, len(self), self.tfm
         if self.shuffle:
             perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-            ts = [t[perm] for t in ts]            # the epoch's one gather
-        chunks = [t.split(self.bs) for t in ts]   # views, no copies
-        nb = len(self)
-        for batch in zip(*chunks):
-            if nb == 0: break                     # drop_last: skip the short tail
-            nb -= 1
-            yield (self.tfm(batch[0]), *batch[1:]) if self.tfm is not None else batch
+            batches = ((torch.index_select(t, 0, idx) for t in ts) for idx in perm.split(self.bs)[:nb])   # one gather per tensor
+        else:
+            batches = zip(*(t.split(self.bs)[:nb] for t in ts))                  # in order: views, no copies at all
+        for b in batches:
+            b = tuple(b)
+            yield (tfm(b[0]), *b[1:]) if tfm is not None else b
     def state_dict(self) -> dict:
         "The shuffle generator's state, so a resumed run continues the same sequence of epochs."
         return {'generator': self.generator.get_state() if self.generator is not None else None}
@@ -144,9 +143,9 @@ class TensorLoader:
 # %% ../nbs/20_loaders.ipynb #20-loaders-029
 def fashion_tfm(flat: bool = True) -> Callable:
     "A batch transform: uint8 Fashion-MNIST images → standardized float32, flattened to 784 or shaped 1×28×28."
-    scale, shift = 1 / (255 * FASHION_STD), -FASHION_MEAN / FASHION_STD   # (x/255 - mean)/std = x*scale + shift
+    scale, shift = 1 / (255 * FASHION_STD), torch.tensor(-FASHION_MEAN / FASHION_STD)   # (x/255 - mean)/std = shift + scale*x
     def tfm(xb: torch.Tensor) -> torch.Tensor:
-        xb = (xb * scale).add_(shift)    # uint8 * float -> a new float32 tensor, then shifted in place: two passes
+        xb = torch.add(shift.to(xb.device), xb, alpha=scale)   # one pass: uint8 in, float32 out
         return xb.view(len(xb), -1) if flat else xb.view(len(xb), 1, 28, 28)
     return tfm
 
