@@ -159,10 +159,15 @@ class DataLoaders:
         n = lambda dl: getattr(dl, 'n', None) or len(getattr(dl, 'dataset', ())) if dl is not None else 0
         return f"DataLoaders(train={n(self.train)}, valid={n(self.valid)}, test={n(self.test)} samples)"
 
-def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "A seeded random split of range(n) into (train indices, valid indices) with `valid_size` in valid."
+def _check_valid_size(valid_size) -> int:
+    "Validate a validation-set size: an int number of samples."
     if isinstance(valid_size, bool) or not isinstance(valid_size, int):
         raise TypeError(f"valid_size must be an int number of samples, got {type(valid_size).__name__} {valid_size!r}")
+    return valid_size
+
+def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "A seeded random split of range(n) into (train indices, valid indices) with `valid_size` in valid."
+    _check_valid_size(valid_size)
     if not 0 <= valid_size < n: raise ValueError(f"valid_size must be in [0, {n}), got {valid_size}: leave some samples to train on")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[valid_size:].sort().values, perm[:valid_size].sort().values
@@ -170,6 +175,7 @@ def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tens
 def fashion_dls(bs: int = 256, flat: bool = True, valid_size: int = 10000, device=None, seed: int = 0,
                 eval_bs: int | None = None) -> DataLoaders:
     "Fashion-MNIST loaders: a seeded validation split of `valid_size` from train, the official test set, standardized per batch."
+    _check_bs(bs); _check_valid_size(valid_size)          # fail fast, before loading anything
     x, y = load_fashion_mnist('train')
     xt, yt = load_fashion_mnist('test')
     tr, va = _split(len(x), valid_size, seed)
@@ -183,6 +189,7 @@ def fashion_dls(bs: int = 256, flat: bool = True, valid_size: int = 10000, devic
 def mnist1d_dls(bs: int = 128, valid_size: int = 500, flat: bool = True, device=None, seed: int = 0,
                 eval_bs: int | None = None) -> DataLoaders:
     "MNIST-1D loaders: a seeded validation split of `valid_size` from the 4000 training signals, and the 1000 test signals."
+    _check_bs(bs); _check_valid_size(valid_size)
     d = load_mnist1d()
     x, xt = d['x'], d['x_test']
     if not flat: x, xt = x[:, None], xt[:, None]     # N×1×40 for 1-D convolutions

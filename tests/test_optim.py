@@ -31,6 +31,17 @@ CASES = [
     (AdamW, torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
     (AdamW, torch.optim.AdamW, dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-7, weight_decay=0.05)),
 ]
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "These tests use tiny tensors: run them on one thread (2 threads only add contention on a busy machine); restore after."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOL = {torch.float64: dict(atol=1e-10, rtol=1e-8), torch.float32: dict(atol=1e-5, rtol=1e-4)}
 
 
