@@ -84,7 +84,7 @@ def to_device(batch, device: torch.device | str | None = None, non_blocking: boo
         return b
     return move(batch)
 
-# %% ../nbs/00_core.ipynb #00-core-022
+# %% ../nbs/00_core.ipynb #00-core-023
 def check_close(actual, expected, atol: float = 1e-5, rtol: float = 1e-4, name: str = 'value') -> float:
     "Assert `actual` is elementwise close to `expected`; explain shape or value mismatches. Return the max abs error."
     a = torch.as_tensor(actual).detach().cpu()
@@ -109,7 +109,7 @@ def check_close(actual, expected, atol: float = 1e-5, rtol: float = 1e-4, name: 
                              f"max abs error {max_abs:.3g}, max rel error {max_rel:.3g} (atol={atol:g}, rtol={rtol:g})")
     return max_abs
 
-# %% ../nbs/00_core.ipynb #00-core-027
+# %% ../nbs/00_core.ipynb #00-core-028
 class Timer:
     "Context manager that measures the wall-clock seconds of its block in `.elapsed`."
     def __enter__(self):
@@ -133,7 +133,7 @@ def timeit(fn, repeats: int = 5, warmup: int = 1) -> float:
         times.append(t.elapsed)
     return statistics.median(times)
 
-# %% ../nbs/00_core.ipynb #00-core-030
+# %% ../nbs/00_core.ipynb #00-core-031
 def check_exercise(name: str, fn, cases) -> None:
     "Check `fn(*args) ~= expected` for each `(args, expected)` in `cases` and print a verdict; raise on a wrong answer."
     cases = list(cases)
