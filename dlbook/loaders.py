@@ -104,7 +104,7 @@ class DataLoader:
     def __iter__(self):
         for idxs in self.batch_sampler: yield self.collate_fn([self.dataset[i] for i in idxs])
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-023
+# %% ../nbs/20_loaders.ipynb #20-loaders-024
 class TensorLoader:
     "Batches of in-memory `tensors`, each gathered with one `index_select` per tensor; `tfm` is applied to each batch's inputs."
     def __init__(self, *tensors: torch.Tensor, bs: int = 256, shuffle: bool = False, drop_last: bool = False,
@@ -140,7 +140,7 @@ class TensorLoader:
         return (f"TensorLoader({self.n} samples, bs={self.bs}, {len(self)} batches, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, device={self.device.type})")
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-029
+# %% ../nbs/20_loaders.ipynb #20-loaders-030
 def fashion_tfm(flat: bool = True) -> Callable:
     "A batch transform: uint8 Fashion-MNIST images → standardized float32, flattened to 784 or shaped 1×28×28."
     scale, shift = 1 / (255 * FASHION_STD), torch.tensor(-FASHION_MEAN / FASHION_STD)   # (x/255 - mean)/std = shift + scale*x
@@ -149,7 +149,7 @@ def fashion_tfm(flat: bool = True) -> Callable:
         return xb.view(len(xb), -1) if flat else xb.view(len(xb), 1, 28, 28)
     return tfm
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-034
+# %% ../nbs/20_loaders.ipynb #20-loaders-035
 class DataLoaders:
     "The training, validation and (optional) test loaders of one data set, as `.train`, `.valid`, `.test`."
     def __init__(self, train, valid, test=None):
