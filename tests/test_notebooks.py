@@ -52,6 +52,10 @@ def test_exempted_cells_say_why(nb):
     for i, c in enumerate(cells(nb)):
         s = src(c)
         if 'NBVAL_IGNORE_OUTPUT' not in s and 'NBVAL_SKIP' not in s: continue
+        for l in s.splitlines():
+            if 'NBVAL_' in l and l.strip().startswith('#') and re.sub(r'#\s*NBVAL_[A-Z_]+', '', l).strip():
+                raise AssertionError(f"{nb.name}, code cell {i}: nbval only sees a marker alone on its line; "
+                                     f"put the reason on the next line: {l.strip()!r}")
         comments = [l for l in s.splitlines() if l.strip().startswith('#') and not l.startswith('#|')]
         reason = [l for l in comments if re.sub(r'#\s*NBVAL_\w+', '', l).strip(' #:-')]
         assert reason, f"{nb.name}, code cell {i}: exempted from nbval without a comment saying why"
