@@ -431,6 +431,32 @@ def lr_find(self: Learner, start_lr=1e-7, end_lr=10., num_it=100, stop_div=True)
     return cb
 
 # %% ../nbs/22_learner.ipynb #22-learner-039
+class _GatherCB(Callback):
+    order = 30
+    def before_epoch(self): self.preds, self.targs = [], []
+    def after_loss(self): self.preds.append(self.learn.pred.detach()); self.targs.append(self.learn.yb[0].detach())
+
+@patch
+def _eval_epoch(self: Learner, dl, extra=()):
+    extra = list(extra)
+    self.add_cbs(extra)
+    try: self.one_epoch(False, self.dls.valid if dl is None else dl)
+    finally: self.remove_cbs(extra)
+
+@patch
+def validate(self: Learner, dl=None) -> dict:
+    "Loss and metrics of the model on `dl` (default: the validation set), as a dict."
+    self._eval_epoch(dl)
+    return dict(self.metrics_cb.last['valid'])
+
+@patch
+def get_preds(self: Learner, dl=None):
+    "Model outputs and targets for every batch of `dl` (default: the validation set), concatenated, on the CPU."
+    g = _GatherCB()
+    self._eval_epoch(dl, [g])
+    return torch.cat(g.preds).cpu(), torch.cat(g.targs).cpu()
+
+# %% ../nbs/22_learner.ipynb #22-learner-041
 class ActivationStats(Callback):
     "Forward hooks that record, per layer and training batch, the mean, std and a histogram of |output| (kept on the device)."
     order = 30
@@ -485,33 +511,7 @@ class ActivationStats(Callback):
         fig.tight_layout()
         return fig
 
-# %% ../nbs/22_learner.ipynb #22-learner-046
-class _GatherCB(Callback):
-    order = 30
-    def before_epoch(self): self.preds, self.targs = [], []
-    def after_loss(self): self.preds.append(self.learn.pred.detach()); self.targs.append(self.learn.yb[0].detach())
-
-@patch
-def _eval_epoch(self: Learner, dl, extra=()):
-    extra = list(extra)
-    self.add_cbs(extra)
-    try: self.one_epoch(False, self.dls.valid if dl is None else dl)
-    finally: self.remove_cbs(extra)
-
-@patch
-def validate(self: Learner, dl=None) -> dict:
-    "Loss and metrics of the model on `dl` (default: the validation set), as a dict."
-    self._eval_epoch(dl)
-    return dict(self.metrics_cb.last['valid'])
-
-@patch
-def get_preds(self: Learner, dl=None):
-    "Model outputs and targets for every batch of `dl` (default: the validation set), concatenated, on the CPU."
-    g = _GatherCB()
-    self._eval_epoch(dl, [g])
-    return torch.cat(g.preds).cpu(), torch.cat(g.targs).cpu()
-
-# %% ../nbs/22_learner.ipynb #22-learner-049
+# %% ../nbs/22_learner.ipynb #22-learner-050
 class EarlyStoppingCB(Callback):
     "Stop when `monitor` (a column of the metrics history) has not improved for `patience` epochs; restore the best weights."
     order = 15  # after MetricsCB has written the epoch's row
@@ -562,7 +562,7 @@ class ProgressCB(Callback):
     def cleanup_fit(self):
         if self.mcb: self.mcb.show = self.was_shown
 
-# %% ../nbs/22_learner.ipynb #22-learner-053
+# %% ../nbs/22_learner.ipynb #22-learner-054
 class MixedPrecisionCB(Callback):
     "Forward pass and loss under `torch.autocast`: bfloat16 on CPU, float16 with gradient scaling on CUDA."
     order = -10  # after DeviceCB (-20): the batch must be on its device first
