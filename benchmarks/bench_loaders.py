@@ -9,6 +9,10 @@ one gather pass over the epoch's bytes, `p = torch.randperm(n); x[p]; y[p]`, whi
 do in some form (also timed gathering into a preallocated buffer, which skips the cost of fresh memory). All variants run in one process, alternated round by round (so a burst of load elsewhere hits
 them alike); each number is the median over the rounds. Targets: TensorLoader >= 5x faster than DataLoader on
 Fashion-MNIST, >= 20x on MNIST-1D, and within 1.3x of the floor.
+
+On a machine shared with other busy jobs, PyTorch's worker threads spin and wait for each other on every
+parallel operation, and a loader that makes one medium-sized call per batch suffers most. Measure there with
+`--threads 1 --clock cpu`, or run under `OMP_WAIT_POLICY=PASSIVE`; both are printed in the header.
 """
 import argparse, os, statistics, sys, time
 from pathlib import Path
@@ -75,7 +79,8 @@ def main():
     if a.threads: torch.set_num_threads(a.threads)
     clock = time.perf_counter if a.clock == 'wall' else time.process_time
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores, {a.clock} clock, median of {a.repeats} rounds")
+          f"on {os.cpu_count()} cores, {a.clock} clock, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"median of {a.repeats} rounds")
     xu, y = load_fashion_mnist('train')
     xu = xu.reshape(len(xu), -1)
     xf = (xu.float() / 255).contiguous()

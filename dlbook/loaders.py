@@ -104,7 +104,7 @@ class DataLoader:
     def __iter__(self):
         for idxs in self.batch_sampler: yield self.collate_fn([self.dataset[i] for i in idxs])
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-023
+# %% ../nbs/20_loaders.ipynb #20-loaders-024
 class TensorLoader:
     "Batches of in-memory `tensors`, each gathered with one `index_select` per tensor; `tfm` is applied to each batch's inputs."
     def __init__(self, *tensors: torch.Tensor, bs: int = 256, shuffle: bool = False, drop_last: bool = False,
@@ -140,7 +140,7 @@ class TensorLoader:
         return (f"TensorLoader({self.n} samples, bs={self.bs}, {len(self)} batches, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, device={self.device.type})")
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-029
+# %% ../nbs/20_loaders.ipynb #20-loaders-030
 def fashion_tfm(flat: bool = True) -> Callable:
     "A batch transform: uint8 Fashion-MNIST images → standardized float32, flattened to 784 or shaped 1×28×28."
     scale, shift = 1 / (255 * FASHION_STD), torch.tensor(-FASHION_MEAN / FASHION_STD)   # (x/255 - mean)/std = shift + scale*x
@@ -149,7 +149,7 @@ def fashion_tfm(flat: bool = True) -> Callable:
         return xb.view(len(xb), -1) if flat else xb.view(len(xb), 1, 28, 28)
     return tfm
 
-# %% ../nbs/20_loaders.ipynb #20-loaders-034
+# %% ../nbs/20_loaders.ipynb #20-loaders-035
 class DataLoaders:
     "The training, validation and (optional) test loaders of one data set, as `.train`, `.valid`, `.test`."
     def __init__(self, train, valid, test=None):
@@ -159,10 +159,15 @@ class DataLoaders:
         n = lambda dl: getattr(dl, 'n', None) or len(getattr(dl, 'dataset', ())) if dl is not None else 0
         return f"DataLoaders(train={n(self.train)}, valid={n(self.valid)}, test={n(self.test)} samples)"
 
-def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    "A seeded random split of range(n) into (train indices, valid indices) with `valid_size` in valid."
+def _check_valid_size(valid_size) -> int:
+    "Validate a validation-set size: an int number of samples."
     if isinstance(valid_size, bool) or not isinstance(valid_size, int):
         raise TypeError(f"valid_size must be an int number of samples, got {type(valid_size).__name__} {valid_size!r}")
+    return valid_size
+
+def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "A seeded random split of range(n) into (train indices, valid indices) with `valid_size` in valid."
+    _check_valid_size(valid_size)
     if not 0 <= valid_size < n: raise ValueError(f"valid_size must be in [0, {n}), got {valid_size}: leave some samples to train on")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[valid_size:].sort().values, perm[:valid_size].sort().values
@@ -170,6 +175,7 @@ def _split(n: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tens
 def fashion_dls(bs: int = 256, flat: bool = True, valid_size: int = 10000, device=None, seed: int = 0,
                 eval_bs: int | None = None) -> DataLoaders:
     "Fashion-MNIST loaders: a seeded validation split of `valid_size` from train, the official test set, standardized per batch."
+    _check_bs(bs); _check_valid_size(valid_size)          # fail fast, before loading anything
     x, y = load_fashion_mnist('train')
     xt, yt = load_fashion_mnist('test')
     tr, va = _split(len(x), valid_size, seed)
@@ -183,6 +189,7 @@ def fashion_dls(bs: int = 256, flat: bool = True, valid_size: int = 10000, devic
 def mnist1d_dls(bs: int = 128, valid_size: int = 500, flat: bool = True, device=None, seed: int = 0,
                 eval_bs: int | None = None) -> DataLoaders:
     "MNIST-1D loaders: a seeded validation split of `valid_size` from the 4000 training signals, and the 1000 test signals."
+    _check_bs(bs); _check_valid_size(valid_size)
     d = load_mnist1d()
     x, xt = d['x'], d['x_test']
     if not flat: x, xt = x[:, None], xt[:, None]     # N×1×40 for 1-D convolutions

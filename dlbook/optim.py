@@ -11,7 +11,7 @@ import torch
 # %% auto #0
 __all__ = ['Optimizer', 'SGD', 'RMSProp', 'Adam', 'AdamW']
 
-# %% ../nbs/21_optim.ipynb #21-optim-006
+# %% ../nbs/21_optim.ipynb #21-optim-007
 def _check_hyper(name: str, value, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False) -> None:
     "Raise a clear error unless `value` is a real number in [lo, hi] (or [lo, hi) when `hi_open`)."
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -107,7 +107,7 @@ class Optimizer:
         hp = ', '.join(f"{k}={v}" for k, v in self.param_groups[0].items() if k != 'params')
         return f"{type(self).__name__}({len(self.param_groups)} group(s), {sum(len(g['params']) for g in self.param_groups)} tensors; {hp})"
 
-# %% ../nbs/21_optim.ipynb #21-optim-010
+# %% ../nbs/21_optim.ipynb #21-optim-011
 class SGD(Optimizer):
     "Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and L2 weight decay."
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
@@ -128,7 +128,7 @@ class SGD(Optimizer):
             grad = grad + mu * v if group['nesterov'] else v
         p.sub_(group['lr'] * grad)
 
-# %% ../nbs/21_optim.ipynb #21-optim-018
+# %% ../nbs/21_optim.ipynb #21-optim-019
 class RMSProp(Optimizer):
     "RMSProp: gradients divided by a running root-mean-square of their past values, optional momentum and L2 weight decay."
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0):
@@ -148,7 +148,7 @@ class RMSProp(Optimizer):
         if group['momentum']: scaled = state['momentum_buffer'].mul_(group['momentum']).add_(scaled)
         p.sub_(group['lr'] * scaled)
 
-# %% ../nbs/21_optim.ipynb #21-optim-021
+# %% ../nbs/21_optim.ipynb #21-optim-022
 class Adam(Optimizer):
     "Adam with bias correction; `weight_decay` is L2 (added to the gradient), or decoupled (AdamW) when `decoupled=True`."
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,

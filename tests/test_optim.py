@@ -31,6 +31,17 @@ CASES = [
     (AdamW, torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
     (AdamW, torch.optim.AdamW, dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-7, weight_decay=0.05)),
 ]
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "These tests use tiny tensors: run them on one thread (2 threads only add contention on a busy machine); restore after."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOL = {torch.float64: dict(atol=1e-10, rtol=1e-8), torch.float32: dict(atol=1e-5, rtol=1e-4)}
 
 
@@ -169,3 +180,24 @@ def test_base_class_needs_update():
     w = torch.nn.Parameter(torch.ones(2)); w.grad = torch.ones(2)
     with pytest.raises(NotImplementedError, match='update'):
         Optimizer([w], dict(lr=0.1)).step()
+
+
+def test_drives_the_learner():
+    "Our optimizers plug into dlbook.learner's Learner and its one-cycle schedule (which sets lr and momentum/betas per group)."
+    learner = pytest.importorskip('dlbook.learner')
+    from dlbook.loaders import mnist1d_dls
+    import functools
+    dls = mnist1d_dls(bs=256, device='cpu')
+    for opt_func in (AdamW, functools.partial(SGD, momentum=0.9, nesterov=True)):
+        set_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(40, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        learn = learner.Learner(model, dls, opt_func=opt_func, lr=1e-2, cbs=[learner.OneCycleCB(1e-2)])
+        w0 = model[0].weight.detach().clone()
+        learn.fit(1)
+        assert isinstance(learn.opt, (AdamW, SGD))
+        assert not torch.equal(w0, model[0].weight)
+        assert learn.opt.param_groups[0]['lr'] < 1e-3        # the schedule ended low
+        sd = learn.opt.state_dict()
+        buf = io.BytesIO(); torch.save(sd, buf); buf.seek(0)
+        opt2 = opt_func(model.parameters(), lr=1.0); opt2.load_state_dict(torch.load(buf, weights_only=True))
+        assert opt2.param_groups[0]['lr'] == learn.opt.param_groups[0]['lr']
