@@ -312,9 +312,15 @@ class Recorder(Callback):
         return fig
 
 # %% ../nbs/22_learner.ipynb #22-learner-030
-def sched_lin(start, end): return lambda pct: start + pct * (end - start)
-def sched_cos(start, end): return lambda pct: end + (start - end) * (1 + math.cos(math.pi * pct)) / 2
-def sched_exp(start, end): return lambda pct: start * (end / start) ** pct
+def sched_lin(start, end):
+    "Linear schedule from `start` to `end` as a function of progress in [0, 1]."
+    return lambda pct: start + pct * (end - start)
+def sched_cos(start, end):
+    "Cosine schedule from `start` to `end` as a function of progress in [0, 1]."
+    return lambda pct: end + (start - end) * (1 + math.cos(math.pi * pct)) / 2
+def sched_exp(start, end):
+    "Exponential schedule from `start` to `end` as a function of progress in [0, 1]."
+    return lambda pct: start * (end / start) ** pct
 
 class ParamSchedCB(Callback):
     "Before each training batch, set hyper-parameter `pname` ('lr', 'mom', 'weight_decay', ...) of every param group to `sched(pct)`."
