@@ -14,7 +14,7 @@ __all__ = ['PAPER_ACCURACY', 'SignalInput', 'count_params', 'logistic', 'mlp', '
 # the test accuracies that Greydanus and Kobak (2020) report for their MNIST-1D baselines
 PAPER_ACCURACY = {'logistic': 0.32, 'MLP': 0.68, 'CNN': 0.94, 'GRU': 0.91}
 
-# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-012
+# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-013
 class SignalInput(nn.Module):
     "First layer of the MNIST-1D models: check (batch, length) or (batch, 1, length) float signals, output `layout` 'flat', 'channels' or 'steps'."
     layouts = ('flat', 'channels', 'steps')
@@ -36,12 +36,12 @@ class SignalInput(nn.Module):
         return x
     def extra_repr(self): return f"length={self.length}, layout={self.layout!r}"
 
-# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-014
+# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-015
 def count_params(model: nn.Module) -> int:
     "Number of trainable numbers in `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-016
+# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-017
 def _conv_len(length: int, kernel: int, stride: int, padding: int) -> int:
     "Output length of a 1-D convolution."
     out = (length + 2 * padding - kernel) // stride + 1
@@ -69,7 +69,7 @@ def paper_cnn(channels: int = 25, length: int = 40, n_classes: int = 10) -> nn.S
         c_in, n = channels, _conv_len(n, k, 2, 1)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * n, n_classes))
 
-# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-019
+# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-020
 class GRUClassifier(nn.Module):
     "A (bidirectional) GRU reads the signal one sample per step; its outputs at all steps are flattened ('flat') or max-pooled over time ('max') into a linear layer."
     def __init__(self, hidden: int = 6, bidirectional: bool = True, pool: str = 'flat', length: int = 40, n_classes: int = 10):
@@ -89,7 +89,7 @@ def paper_gru(length: int = 40, n_classes: int = 10) -> GRUClassifier:
     "The paper's GRU: bidirectional, 6 hidden units per direction, all steps' outputs flattened into a linear layer."
     return GRUClassifier(6, bidirectional=True, pool='flat', length=length, n_classes=n_classes)
 
-# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-034
+# %% ../nbs/34_mnist1d.ipynb #34-mnist1d-035
 def cnn(channels=(32, 32, 32, 32), kernel: int = 5, length: int = 40, n_classes: int = 10) -> nn.Sequential:
     "Our CNN: blocks of [convolution ('same' padding, no bias), BatchNorm, ReLU], then the average over positions and a linear layer."
     if kernel % 2 == 0: raise ValueError(f"kernel must be odd so that 'same' padding keeps the length, got {kernel}")
