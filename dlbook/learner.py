@@ -526,7 +526,7 @@ class EarlyStoppingCB(Callback):
         self.monitor, self.patience, self.min_delta, self.mode, self.restore_best = monitor, patience, min_delta, mode, restore_best
     def before_fit(self): self.best, self.best_epoch, self.wait, self.best_state = None, None, 0, None
     def after_epoch(self):
-        if self.learn.training: return
+        if self.learn.training or not self.learn.in_fit: return   # not during a learn.validate() after fit
         row = self.learn.metrics_cb.history[-1]
         if self.monitor not in row: raise KeyError(f"EarlyStoppingCB monitors {self.monitor!r}, which is not one of {list(row)}")
         v = row[self.monitor] if self.mode == 'min' else -row[self.monitor]

@@ -328,3 +328,20 @@ def test_bad_inputs():
     bad = SimpleNamespace(train=[torch.randn(4, 5)], valid=[])
     with pytest.raises(TypeError, match=r'tuple \(x, y\)'): Learner(nn.Linear(5, 3), bad, cbs=quiet()).fit(1)
     with pytest.raises(ValueError, match='pct_start'): OneCycleCB(0.1, pct_start=1.5)
+
+
+def test_early_stopping_stays_out_of_validate_after_fit():
+    "An EarlyStoppingCB given to the Learner must not cancel a later learn.validate() (it only acts inside fit)."
+    import torch
+    from torch import nn
+    from dlbook.learner import Learner, MetricsCB, EarlyStoppingCB
+    from dlbook.loaders import TensorLoader, DataLoaders
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    dls = DataLoaders(TensorLoader(x, y, bs=16, shuffle=True, seed=0), TensorLoader(x, y, bs=32))
+    es = EarlyStoppingCB(monitor='valid_loss', patience=1, min_delta=1e9)   # never "improves": waits after epoch 1
+    learn = Learner(nn.Linear(4, 2), dls, lr=1e-3, cbs=[MetricsCB(show=False), es])
+    learn.fit(3)
+    assert es.wait >= 1
+    res = learn.validate()          # used to raise CancelFitException outside fit
+    assert 'valid_loss' in res or 'loss' in res
