@@ -7,13 +7,7 @@ import torch.nn.functional as F
 from dlbook.core import check_close, set_seed
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "These networks are tiny: one thread is as fast, and on a busy shared CPU far faster than two that spin-wait."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py: tiny tensors, one torch thread
 from dlbook.gan import (d_loss, g_loss_minimax, g_loss_nonsat, ring_centers, sample_ring, modes_covered, mlp, gan_step, train_gan,
                         conv_transpose2d, DCGenerator, DCDiscriminator, dcgan_init)
 

@@ -9,13 +9,7 @@ from dlbook.data import FASHION_MEAN, FASHION_STD
 from dlbook.core import check_close, set_seed
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These tests use tiny tensors: run them on one thread (2 threads only add contention on a busy machine); restore after."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py: tiny tensors, one torch thread
 
 
 def targets_of(loader):

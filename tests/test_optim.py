@@ -33,13 +33,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These tests use tiny tensors: run them on one thread (2 threads only add contention on a busy machine); restore after."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py: tiny tensors, one torch thread
 
 
 TOL = {torch.float64: dict(atol=1e-10, rtol=1e-8), torch.float32: dict(atol=1e-5, rtol=1e-4)}

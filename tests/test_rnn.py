@@ -6,13 +6,7 @@ from torch import nn
 from dlbook.core import check_close, set_seed
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "These networks are tiny: one thread is as fast, and on a busy shared CPU far faster than two that spin-wait."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py: tiny tensors, one torch thread
 from dlbook.rnn import (RNNCell, LSTMCell, GRUCell, RNN, LSTM, GRU, copy_weights, cell_parity, layer_parity, clip_grad_norm,
                         state_grad_norms, SeqClassifier, CharVocab, char_windows, CharLM, sample_chars, seq_cross_entropy,
                         python_docs_text, noisy_sines, series_windows, Forecaster, forecast)
