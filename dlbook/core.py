@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #00-core-003
 from __future__ import annotations
-import contextlib, random, time, statistics
+import contextlib, json, os, random, time, statistics
 from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['set_seed', 'rng_state', 'set_rng_state', 'seeded', 'default_device', 'to_device', 'check_close', 'Timer', 'timeit',
-           'check_exercise']
+__all__ = ['RESULT_MARK', 'set_seed', 'rng_state', 'set_rng_state', 'seeded', 'default_device', 'to_device', 'check_close',
+           'Timer', 'timeit', 'result', 'run_seed', 'claim', 'check_exercise']
 
 # %% ../nbs/00_core.ipynb #00-core-006
 def set_seed(seed: int) -> int:
@@ -120,7 +120,7 @@ class Timer:
         return False
     def __repr__(self):
         if self.elapsed is None: return 'Timer(running)'
-        return f"Timer({self.elapsed * 1e3:.1f} ms elapsed)"
+        return f"Timer({result(self.elapsed * 1e3, '.1f')} ms elapsed)"
 
 def timeit(fn, repeats: int = 5, warmup: int = 1) -> float:
     "Median wall-clock seconds of `fn()` over `repeats` runs, after `warmup` untimed runs."
@@ -132,6 +132,43 @@ def timeit(fn, repeats: int = 5, warmup: int = 1) -> float:
         with Timer() as t: fn()
         times.append(t.elapsed)
     return statistics.median(times)
+
+# %% ../nbs/00_core.ipynb #00-core-029b
+RESULT_MARK = '\u2063'   # INVISIBLE SEPARATOR: zero width, prints as nothing
+
+def result(value, fmt: str = '') -> str:
+    "Format `value` (a number from float32 training or a timing) as a *result*: invisible marks around it tell the tests to mask it."
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1: raise ValueError(f"result() formats one number, got a tensor of shape {tuple(value.shape)}: pass t.item() or one element")
+        value = value.item()
+    s = format(value, fmt)
+    if '\n' in s or RESULT_MARK in s: raise ValueError(f"a result is one line of text without {RESULT_MARK!r}, got {s[:60]!r}")
+    return f"{RESULT_MARK}{s}{RESULT_MARK}"
+
+# %% ../nbs/00_core.ipynb #00-core-029g
+def run_seed(default: int = 0) -> int:
+    "The seed a training run uses: `default`, plus `DLBOOK_SEED_OFFSET` when the claims sweep sets that environment variable."
+    offset = os.environ.get('DLBOOK_SEED_OFFSET', '0')
+    try: offset = int(offset)
+    except ValueError: raise ValueError(f"DLBOOK_SEED_OFFSET must be an integer, got {offset!r}: unset it, or export DLBOOK_SEED_OFFSET=1") from None
+    return default + offset
+
+def claim(name: str, value, at_least: float | None = None, at_most: float | None = None, fmt: str = '.4f', seed: int | None = None) -> float:
+    "Print result `value` beside its bar and assert `at_least <= value <= at_most`; under the claims sweep, log it instead."
+    if at_least is None and at_most is None: raise ValueError(f"claim {name!r} has no bar: pass at_least=... and/or at_most=...")
+    v = float(value.item() if isinstance(value, torch.Tensor) else value)
+    ok = (at_least is None or v >= at_least) and (at_most is None or v <= at_most)
+    bar = ', '.join(b for b in (at_least is not None and f"≥ {at_least:{fmt}}", at_most is not None and f"≤ {at_most:{fmt}}") if b)
+    print(f"{name}: {result(v, fmt)} (bar {bar}" + ('' if seed is None else f"; seed {seed}") + ")")
+    log = os.environ.get('DLBOOK_CLAIMS_LOG')
+    if log:
+        rec = dict(notebook=os.environ.get('DLBOOK_NOTEBOOK', ''), name=name, value=v, at_least=at_least, at_most=at_most,
+                   seed=seed, config=os.environ.get('DLBOOK_CONFIG', ''), ok=ok)
+        with open(log, 'a', encoding='utf-8') as f: f.write(json.dumps(rec) + '\n')
+    elif not ok:
+        raise AssertionError(f"claim {name!r} failed: got {v:{fmt}}, bar {bar}. The text that relies on it is wrong for this run: "
+                             "see benchmarks/claims.md for the values measured over seeds and CPUs")
+    return v
 
 # %% ../nbs/00_core.ipynb #00-core-031
 def check_exercise(name: str, fn, cases) -> None:
