@@ -10,7 +10,7 @@ from fastcore.basics import patch
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .core import default_device, to_device
+from .core import default_device, to_device, result
 
 # %% auto #0
 __all__ = ['EVENTS', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelBackwardException',
@@ -255,7 +255,7 @@ class MetricsCB(Callback):
         self.history.append(row)
         if self.show:
             if len(self.history) == 1: print(' '.join(f'{k:>14s}' for k in row))
-            print(' '.join(f'{v:14d}' if k == 'epoch' else f'{v:14.3f}' if 'loss' in k else f'{v:14.4f}' for k, v in row.items()))
+            print(' '.join(f'{v:14d}' if k == 'epoch' else result(v, '14.3f' if 'loss' in k else '14.4f') for k, v in row.items()))
 
 # %% ../nbs/22_learner.ipynb #22-learner-022
 def _opt_hyper(opt, key):

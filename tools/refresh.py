@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / 'nbs'
-KERNELSPEC = {'display_name': 'Python 3', 'language': 'python', 'name': 'python3'}
+KERNELSPEC = {'display_name': 'Python 3 (ipykernel)', 'language': 'python', 'name': 'python3'}
 KEEP_CELL_META = {'tags'}
 
 
