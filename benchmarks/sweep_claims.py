@@ -94,7 +94,19 @@ def main(argv=None):
     ap.add_argument('--configs', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument('--offsets', nargs='+', type=int, default=[0, 1, 2])
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell')
+    ap.add_argument('--merge', nargs='+', type=Path, metavar='JSON',
+                    help="run nothing: combine these claims.json files (later ones win per notebook) into benchmarks/claims.*")
     a = ap.parse_args(argv)
+    if a.merge:
+        rows, metas = {}, []
+        for f in a.merge:
+            d = json.loads(f.read_text(encoding='utf-8')); metas.append(d['meta'])
+            nbs_here = {r['notebook'] for r in d['claims']}
+            rows = {k: r for k, r in rows.items() if r['notebook'] not in nbs_here}
+            rows.update({(r['notebook'], r['name']): r for r in d['claims']})
+        meta = dict(metas[-1], configs=sorted({c for m in metas for c in m['configs']}),
+                    offsets=sorted({o for m in metas for o in m['offsets']}), date=max(m['date'] for m in metas))
+        write(rows, meta); print(OUT_MD.read_text()); return
     nbs = [p.resolve() for p in a.notebooks] or notebooks_with_claims()
     logdir = Path(tempfile.mkdtemp(prefix='claims-'))
     records, failed = [], []
