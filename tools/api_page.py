@@ -53,8 +53,11 @@ def _kind(obj):
     return 'constant'
 
 
-def entries(cfg=None):
-    "[(module, chapter (title, page), [(name, kind, link or None, summary)])] in reading order."
+def entries(cfg=None, headings=None):
+    """[(module, chapter (title, page), [(name, kind, link or None, summary)])] in reading order.
+
+    `headings` ({page: [(level, id, text)]}, from tools/render_site.py) corrects nbdev's anchors where two
+    names differ only in case (`mse` and `Mse`): nbdev links both to `#mse`, pandoc calls the second `#mse-1`."""
     cfg = cfg or sitecfg.load()
     lib = cfg.settings.get('lib_name', 'dlbook')
     metas = {f: notebook_meta(cfg.nbs_path / f) for f in cfg.files if f.endswith('.ipynb')}
@@ -73,21 +76,29 @@ def entries(cfg=None):
             obj = getattr(module, name)
             link = syms.get(f'{lib}.{mod}', {}).get(f'{lib}.{mod}.{name}', (None,))[0]
             kind = _kind(obj)
+            if link is None and kind != 'constant' and mod in chapter:
+                # nbdev 2.4's index skips every cell of a notebook whose path contains 'auto' (12_autograd):
+                # its show_doc entries still exist, under nbdev's anchor rule (the name in lower case)
+                link = f'{chapter[mod][1]}#{name.lower()}'
+            if link and headings:
+                page = link.split('#')[0]
+                exact = [hid for _, hid, text in headings.get(page, []) if text == name]
+                if exact: link = f'{page}#{exact[0]}'
             summary = _first_line(obj) if kind != 'constant' else f'`{type(obj).__name__}`'
             rows.append((name, kind, link, summary))
         out.append((mod, chapter.get(mod), rows))
     return out
 
 
-def markdown(cfg=None) -> str:
-    "The page's body as markdown (no front matter)."
+def markdown(cfg=None, headings=None) -> str:
+    "The page's body as markdown (no front matter); `headings` as for `entries`."
     cfg = cfg or sitecfg.load()
     lib = cfg.settings.get('lib_name', 'dlbook')
     lib_path = cfg.settings.get('lib_path', lib)
     lines = [f'Each chapter exports one small module. The names below are what `from {lib}.MODULE import *` gives; '
              'each links to its entry in the chapter that builds it, where the entry\'s *source* link leads to the code. '
              'Constants have no entry of their own: they link to their chapter.', '']
-    for mod, chap, rows in entries(cfg):
+    for mod, chap, rows in entries(cfg, headings):
         lines += [f'## {lib}.{mod}', '']
         src = f'[source]({cfg.repo_url(lib_path + "/" + mod + ".py")})'
         lines += [(f'Built in [{chap[0]}]({chap[1]}) · {src}' if chap else src), '']
@@ -102,10 +113,12 @@ def markdown(cfg=None) -> str:
 
 
 def write_qmd(cfg=None) -> Path:
-    "Write nbs/api.qmd, the page Quarto renders (front matter + markdown)."
+    "Write nbs/api.qmd, the page Quarto renders (front matter + markdown), after processing the notebooks as nbdev_docs does."
+    import render_site
     cfg = cfg or sitecfg.load()
+    headings = render_site.proc_headings(render_site.process_notebooks(cfg.root), cfg)
     path = cfg.nbs_path / QMD
-    path.write_text(f'---\ntitle: "{TITLE}"\ndescription: "{DESCRIPTION}"\n---\n\n' + markdown(cfg), encoding='utf-8')
+    path.write_text(f'---\ntitle: "{TITLE}"\ndescription: "{DESCRIPTION}"\n---\n\n' + markdown(cfg, headings), encoding='utf-8')
     return path
 
 

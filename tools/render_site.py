@@ -106,9 +106,9 @@ def _plain(fragment: str) -> str:
 
 
 class PageState:
-    "What one page collects while its markdown renders: heading ids (unique, as pandoc makes them) and the table of contents."
-    def __init__(self, rewrite):
-        self.rewrite, self.ids, self.headings = rewrite, set(), []
+    "What one page collects while its markdown renders: heading ids (unique, as pandoc makes them) and its headings."
+    def __init__(self, rewrite=lambda url: url):
+        self.rewrite, self.ids, self.headings = rewrite, set(), []   # headings: [(level, id, text)] in page order
 
     def new_id(self, text):
         base = pandoc_id(text)
@@ -118,24 +118,30 @@ class PageState:
         return hid
 
 
-def make_exporter(toc_levels=(2, 3)):
-    "An nbconvert HTMLExporter using the dlbook template, pandoc heading ids and link rewriting."
-    from jinja2 import pass_context
-    from nbconvert import HTMLExporter
+TOC_LEVELS = (2, 3)
+
+
+def _markdown(page: PageState, **kw):
+    "A markdown-to-HTML function for one page: nbconvert's renderer (math kept for MathJax) with pandoc ids and page links."
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
     class SiteRenderer(IPythonRenderer):
-        def __init__(self, page, **kw):
-            super().__init__(**kw); self.page = page
-
         def heading(self, text, level, **attrs):
             plain = _plain(text)
-            hid = self.page.new_id(plain)
-            if level in toc_levels: self.page.headings.append((level, hid, plain))
+            hid = page.new_id(plain)
+            page.headings.append((level, hid, plain))
             return f'<h{level} id="{hid}">{text}<a class="anchor-link" href="#{hid}">¶</a></h{level}>\n'
 
         def link(self, text, url, title=None):
-            return super().link(text, self.page.rewrite(url), title)
+            return super().link(text, page.rewrite(url), title)
+
+    return MarkdownWithMath(renderer=SiteRenderer(escape=False, **kw)).render
+
+
+def make_exporter():
+    "An nbconvert HTMLExporter using the dlbook template, pandoc heading ids and link rewriting (set `.page` per page)."
+    from jinja2 import pass_context
+    from nbconvert import HTMLExporter
 
     class SiteExporter(HTMLExporter):
         page = None
@@ -143,19 +149,32 @@ def make_exporter(toc_levels=(2, 3)):
         @pass_context     # nbconvert hands this filter the Jinja context (the cell, for its attachments)
         def markdown2html(self, context, source):
             cell = context.get('cell', {})
-            r = SiteRenderer(self.page, escape=False, attachments=cell.get('attachments', {}), embed_images=self.embed_images,
+            return _markdown(self.page, attachments=cell.get('attachments', {}), embed_images=self.embed_images,
                              path=context.get('resources', {}).get('metadata', {}).get('path', ''),
-                             anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links)
-            return MarkdownWithMath(renderer=r).render(source)
+                             anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links)(source)
 
         def default_filters(self):
             yield from super().default_filters()
             yield ('markdown2html', self.markdown2html)
-            yield ('page_toc', lambda _: list(self.page.headings))
+            yield ('page_toc', lambda _: [h for h in self.page.headings if h[0] in TOC_LEVELS])
 
     ex = SiteExporter(template_name='dlbook', extra_template_basedirs=[str(TEMPLATES)])
     ex.exclude_input_prompt = ex.exclude_output_prompt = True
     return ex
+
+
+def headings_of(nb: dict) -> list:
+    "[(level, id, text)] of a processed notebook's headings, as its page gets them (without rendering the page)."
+    page, md = PageState(), None
+    md = _markdown(page)
+    for c in prepare(nb)['cells']:
+        if c['cell_type'] == 'markdown': md(c['source'])
+        elif c['cell_type'] == 'code':
+            for o in c.get('outputs', []):
+                d = o.get('data', {})   # a markdown output is shown as markdown unless a richer type comes first
+                if 'text/markdown' in d and not {'text/html', 'application/javascript'} & set(d):
+                    md(''.join(d['text/markdown']))
+    return page.headings
 
 
 def link_rewriter(cfg, outputs: dict):
@@ -166,6 +185,12 @@ def link_rewriter(cfg, outputs: dict):
         if m and m.group(1) in outputs: url = outputs[m.group(1)] + (m.group(2) or '')
         return url
     return rewrite
+
+
+def proc_headings(proc: Path, cfg=None) -> dict:
+    "{page: [(level, id, text)]} for every notebook the sidebar lists, from nbdev's `_proc/`."
+    cfg = cfg or sitecfg.load()
+    return {output_name(f): headings_of(json.loads((proc / f).read_text(encoding='utf-8'))) for f in cfg.files if f.endswith('.ipynb')}
 
 
 def output_name(name: str) -> str:
@@ -225,8 +250,7 @@ def render(proc: Path, site: Path, cfg=None) -> dict:
     for text, href in cfg.navbar:
         if href in pages: continue
         if href != api_page.QMD: sys.exit(f"_quarto.yml's navbar links {href}, which neither nbs/ nor tools/api_page.py provides")
-        md = nbformat.v4.new_markdown_cell(api_page.markdown(cfg))
-        pages[href] = (output_name(href), api_page.TITLE, api_page.DESCRIPTION, nbformat.v4.new_notebook(cells=[md]))
+        pages[href] = (output_name(href), api_page.TITLE, api_page.DESCRIPTION, None)   # made once the chapters are rendered
     outputs = {name: p[0] for name, p in pages.items()}
     rewrite = link_rewriter(cfg, outputs)
 
@@ -241,7 +265,10 @@ def render(proc: Path, site: Path, cfg=None) -> dict:
     course_map = [(title, [(outputs[f], _num(f), pages[f][1], pages[f][2]) for f in files])
                   for title, files in cfg.sections if title]
     exporter = make_exporter()
+    headings = {}
     for name, (out, title, desc, nb) in pages.items():
+        if nb is None:   # the API reference: its links go to the entries' actual heading ids
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(api_page.markdown(cfg, headings))])
         i = order.index(name) if name in order else None
         d = {'root': '', 'site_title': cfg.title, 'title': title, 'description': desc,
              'navbar': [(text, outputs.get(href, href), href == name) for text, href in cfg.navbar],
@@ -257,6 +284,7 @@ def render(proc: Path, site: Path, cfg=None) -> dict:
         node = nbformat.reads(json.dumps(prepare(nb)), as_version=4)
         body, _ = exporter.from_notebook_node(node, resources={'metadata': {'name': title}, 'dlbook': d})
         (site / out).write_text(body, encoding='utf-8')
+        headings[out] = exporter.page.headings
     if 'index.html' not in outputs.values(): sys.exit("no page renders to index.html: the sidebar must list index.ipynb")
     t1 = time.perf_counter()
     search_index(site)
