@@ -16,6 +16,7 @@ CFG = sitecfg.load()
 PAGES = render_site.site_pages(CFG)            # {source file: page}, from _quarto.yml's sidebar and navbar
 ORDER = [PAGES[f] for f in CFG.files]           # reading order: previous/next links follow it
 NAVBAR = [PAGES[href] for _, href in CFG.navbar]
+TOC = ', '.join(f'.jp-RenderedMarkdown h{n}[id]' for n in render_site.toc_levels(CFG))
 SITE = ROOT / '_site'
 SHOTS = SITE / '_screenshots'
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -93,7 +94,7 @@ return {
   prev: q('.dlbook-pager a.prev').map(a => a.getAttribute('href')),
   next: q('.dlbook-pager a.next').map(a => a.getAttribute('href')),
   toc: q('#dlbook-toc a').map(a => a.getAttribute('href')),
-  headings: q('.jp-RenderedMarkdown h2[id], .jp-RenderedMarkdown h3[id]').map(h => '#' + h.id),
+  headings: q(arguments[0]).map(h => '#' + h.id),   // the headings the table of contents should list
   colab: q('#dlbook-main a[href^="https://colab.research.google.com/"]').map(a => a.getAttribute('href')),
   widgets: q('[data-dlbook-widget]').map(w => +w.dataset.figures),
 };
@@ -149,7 +150,7 @@ def test_page(browser, src):
     driver, base = browser
     page = PAGES[src]
     _open(driver, base + page)
-    p = driver.execute_script(PROBE)
+    p = driver.execute_script(PROBE, TOC)
     driver.save_screenshot(str(SHOTS / page.replace('.html', '.png')))
     bad = problems(p, page, src)
     assert not bad, '\n'.join(bad)
@@ -178,10 +179,10 @@ def test_checks_catch_faults(browser):
     "Every kind of fault the page checks look for, injected into the home page, is reported."
     driver, base = browser
     _open(driver, base + 'index.html')
-    assert not problems(driver.execute_script(PROBE), 'index.html', 'index.ipynb'), "the home page should be clean to start with"
+    assert not problems(driver.execute_script(PROBE, TOC), 'index.html', 'index.ipynb'), "the home page should be clean to start with"
     driver.execute_script(FAULTS)
     _wait(lambda: driver.execute_script('return window.__typeset'), what='MathJax')
-    found = '\n'.join(problems(driver.execute_script(PROBE), 'index.html', 'index.ipynb'))
+    found = '\n'.join(problems(driver.execute_script(PROBE, TOC), 'index.html', 'index.ipynb'))
     for what in ['images did not load', 'MathJax could not typeset', 'TeX left untypeset', 'attribute syntax',
                  'error or warning output', 'traceback', 'stray object reprs', 'should mark', 'previous/next',
                  'table of contents', 'explorer stored no figure']:

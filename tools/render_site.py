@@ -118,7 +118,10 @@ class PageState:
         return hid
 
 
-TOC_LEVELS = (2, 3)
+def toc_levels(cfg) -> tuple:
+    "Heading levels in the on-page table of contents: 2 up to `format.html.toc-depth` of _quarto.yml (Quarto's default 3)."
+    depth = ((cfg.quarto.get('format') or {}).get('html') or {}).get('toc-depth', 3)
+    return tuple(range(2, int(depth) + 1))
 
 
 def _markdown(page: PageState, **kw):
@@ -138,7 +141,7 @@ def _markdown(page: PageState, **kw):
     return MarkdownWithMath(renderer=SiteRenderer(escape=False, **kw)).render
 
 
-def make_exporter():
+def make_exporter(levels=(2, 3)):
     "An nbconvert HTMLExporter using the dlbook template, pandoc heading ids and link rewriting (set `.page` per page)."
     from jinja2 import pass_context
     from nbconvert import HTMLExporter
@@ -156,7 +159,7 @@ def make_exporter():
         def default_filters(self):
             yield from super().default_filters()
             yield ('markdown2html', self.markdown2html)
-            yield ('page_toc', lambda _: [h for h in self.page.headings if h[0] in TOC_LEVELS])
+            yield ('page_toc', lambda _: [h for h in self.page.headings if h[0] in levels])
 
     ex = SiteExporter(template_name='dlbook', extra_template_basedirs=[str(TEMPLATES)])
     ex.exclude_input_prompt = ex.exclude_output_prompt = True
@@ -264,7 +267,7 @@ def render(proc: Path, site: Path, cfg=None) -> dict:
     order = [f for f in listed]
     course_map = [(title, [(outputs[f], _num(f), pages[f][1], pages[f][2]) for f in files])
                   for title, files in cfg.sections if title]
-    exporter = make_exporter()
+    exporter = make_exporter(toc_levels(cfg))
     headings = {}
     for name, (out, title, desc, nb) in pages.items():
         if nb is None:   # the API reference: its links go to the entries' actual heading ids

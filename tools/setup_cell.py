@@ -16,7 +16,7 @@ Running it again changes nothing; after a change of `git_url` or `branch` it upd
 A newly inserted code cell gets the execution count a fresh run would give (the counts of the
 cells after it move up by one), so the notebook stays "refreshed" without re-running it.
 """
-import argparse, json, re, sys
+import argparse, json, os, re, sys
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ RUN_ID, SETUP_ID = 'dlbook-run', 'dlbook-setup'
 
 def install_spec(cfg) -> str:
     "What pip installs on a machine without dlbook: the package straight from the repository's branch."
-    return f'"{cfg.settings.get("lib_name", "dlbook")} @ git+{cfg.git_url}@{cfg.branch}"'
+    return f'git+{cfg.git_url}@{cfg.branch}'
 
 
 def setup_source(spec: str, lib: str = 'dlbook') -> str:
@@ -98,7 +98,7 @@ def main(argv=None):
             if not a.check: p.write_text(refresh.dumps(refresh.normalize(nb)), encoding='utf-8')
     if a.check and stale:
         sys.exit(f"{len(stale)} notebooks lack the current run/setup cells: python tools/setup_cell.py "
-                 + ' '.join(str(p.relative_to(cfg.root)) for p in stale))
+                 + ' '.join(os.path.relpath(p, cfg.root) for p in stale))
     print(f"{'would update' if a.check else 'updated'} {len(stale)} of {len(paths)} notebooks")
 
 
