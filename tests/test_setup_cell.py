@@ -39,6 +39,9 @@ def test_apply_inserts_once_after_the_title_and_keeps_counts_consistent():
     old = [c['execution_count'] for c in before['cells'] if c['cell_type'] == 'code' and c['source'].strip()]
     new = [c['execution_count'] for c in nb['cells'] if c['cell_type'] == 'code' and c['source'].strip()]
     assert new == [old[0]] + [n + 1 for n in old], "the new cell should take the first count and the others move up by one"
+    for c in nb['cells']:
+        for o in c.get('outputs', []):
+            if 'execution_count' in o: assert o['execution_count'] == c['execution_count'], "an execute_result's count left behind"
     # idempotent, and an update (a new git_url) changes the cells in place
     again = copy.deepcopy(nb)
     assert setup_cell.apply(again, CFG, CHAPTER) is False and again == nb

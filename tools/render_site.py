@@ -156,6 +156,18 @@ def make_exporter(levels=(2, 3)):
                              path=context.get('resources', {}).get('metadata', {}).get('path', ''),
                              anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links)(source)
 
+        def from_notebook_node(self, nb, resources=None, **kw):
+            # HTMLExporter's own version ends by re-parsing the whole page with BeautifulSoup to add alt texts and
+            # tabindex attributes (a third of the render time); the dlbook template writes those itself.
+            from nbconvert.exporters.templateexporter import TemplateExporter
+            from nbconvert.filters.highlight import Highlight2HTML
+            from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+            lang = nb.metadata.get('language_info', {})
+            self.register_filter('highlight_code', Highlight2HTML(pygments_lexer=lang.get('pygments_lexer', lang.get('name')), parent=self))
+            resources = self._init_resources(resources)
+            self.register_filter('filter_data_type', WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+
         def default_filters(self):
             yield from super().default_filters()
             yield ('markdown2html', self.markdown2html)
@@ -262,12 +274,15 @@ def render(proc: Path, site: Path, cfg=None) -> dict:
     import jupyter_server_mathjax
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / 'static', site / 'mathjax')
     shutil.copy(TEMPLATES / 'site.css', site / '_static' / 'site.css')
+    exporter = make_exporter(toc_levels(cfg))
+    lab = next(Path(p) for p in exporter.template_paths if (Path(p) / 'static' / 'index.css').exists() and Path(p).name == 'lab')
+    shutil.copy(lab / 'static' / 'index.css', site / '_static' / 'jupyterlab.css')
+    shutil.copy(lab / 'static' / 'theme-light.css', site / '_static' / 'jupyterlab-light.css')
 
     label = lambda f: cfg.labels.get(f) or pages[f][1]
     order = [f for f in listed]
     course_map = [(title, [(outputs[f], _num(f), pages[f][1], pages[f][2]) for f in files])
                   for title, files in cfg.sections if title]
-    exporter = make_exporter(toc_levels(cfg))
     headings = {}
     for name, (out, title, desc, nb) in pages.items():
         if nb is None:   # the API reference: its links go to the entries' actual heading ids

@@ -75,7 +75,10 @@ def apply(nb: dict, cfg, nb_name: str) -> bool:
             count = None
             if code and all(c.get('execution_count') is not None for c in code):   # a refreshed notebook: keep it so
                 count = later[0]['execution_count'] if later else code[-1]['execution_count'] + 1
-                for c in later: c['execution_count'] += 1
+                for c in later:
+                    c['execution_count'] += 1
+                    for o in c.get('outputs', []):     # an execute_result repeats its cell's count
+                        if o.get('execution_count') is not None: o['execution_count'] += 1
             cells.insert(at, {'cell_type': 'code', 'execution_count': count, 'id': SETUP_ID, 'metadata': {},
                               'outputs': [], 'source': want[cid]})
         changed = True
