@@ -24,30 +24,50 @@ def _load(name=CHAPTER):
 def _ids(nb): return [c.get('id') for c in nb['cells']]
 
 
+def _toy():
+    "A refreshed notebook in miniature: title, a code cell with an execute_result, prose, another code cell."
+    code = lambda n, src, outs=(): {'cell_type': 'code', 'execution_count': n, 'id': f'c{n}', 'metadata': {}, 'outputs': list(outs), 'source': src}
+    return {'cells': [{'cell_type': 'markdown', 'id': 't', 'metadata': {}, 'source': '# A chapter\n\n> What it is about.'},
+                      code(1, '#| default_exp x'),
+                      code(2, '1 + 1', [{'output_type': 'execute_result', 'execution_count': 2, 'metadata': {}, 'data': {'text/plain': '2'}}]),
+                      {'cell_type': 'markdown', 'id': 'm', 'metadata': {}, 'source': 'Prose.'},
+                      code(3, 'print(3)', [{'output_type': 'stream', 'name': 'stdout', 'text': '3\n'}])],
+            'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+
+
 def test_apply_inserts_once_after_the_title_and_keeps_counts_consistent():
-    nb = _load()
-    if setup_cell.SETUP_ID in _ids(nb): pytest.skip(f'{CHAPTER} already has the cells (the tool has been run)')
-    before = copy.deepcopy(nb)
-    assert setup_cell.apply(nb, CFG, CHAPTER) is True
-    ids = _ids(nb)
-    title = next(i for i, c in enumerate(before['cells']) if c['cell_type'] == 'markdown' and c['source'].lstrip().startswith('# '))
-    assert ids[title + 1:title + 3] == [setup_cell.RUN_ID, setup_cell.SETUP_ID] and len(nb['cells']) == len(before['cells']) + 2
-    run, setup = nb['cells'][title + 1], nb['cells'][title + 2]
-    assert CFG.colab_url(CHAPTER) in run['source']
+    nb, name = _toy(), '42_toy.ipynb'
+    assert setup_cell.apply(nb, CFG, name) is True
+    assert _ids(nb) == ['t', setup_cell.RUN_ID, setup_cell.SETUP_ID, 'c1', 'c2', 'm', 'c3']
+    run, setup = nb['cells'][1], nb['cells'][2]
+    assert CFG.colab_url(name) in run['source'] and run['cell_type'] == 'markdown'
     assert setup['source'].startswith('#| hide') and f'git+{CFG.git_url}@{CFG.branch}' in setup['source'] and setup['outputs'] == []
-    # execution counts: what a fresh top-to-bottom run gives (the new cell runs first, the rest move up by one)
-    old = [c['execution_count'] for c in before['cells'] if c['cell_type'] == 'code' and c['source'].strip()]
-    new = [c['execution_count'] for c in nb['cells'] if c['cell_type'] == 'code' and c['source'].strip()]
-    assert new == [old[0]] + [n + 1 for n in old], "the new cell should take the first count and the others move up by one"
-    for c in nb['cells']:
-        for o in c.get('outputs', []):
-            if 'execution_count' in o: assert o['execution_count'] == c['execution_count'], "an execute_result's count left behind"
-    # idempotent, and an update (a new git_url) changes the cells in place
+    # execution counts as a fresh top-to-bottom run gives them: the new cell first, the others one up (outputs too)
+    assert [c['execution_count'] for c in nb['cells'] if c['cell_type'] == 'code'] == [1, 2, 3, 4]
+    assert nb['cells'][4]['outputs'][0]['execution_count'] == 3
+    # idempotent, and a change of git_url updates both cells in place
     again = copy.deepcopy(nb)
-    assert setup_cell.apply(again, CFG, CHAPTER) is False and again == nb
+    assert setup_cell.apply(again, CFG, name) is False and again == nb
     moved = replace(CFG, settings=dict(CFG.settings, git_url='https://github.com/someone/fork'))
-    assert setup_cell.apply(again, moved, CHAPTER) is True and _ids(again) == ids
-    assert 'github/someone/fork/' in again['cells'][title + 1]['source'] and 'someone/fork@' in again['cells'][title + 2]['source']
+    assert setup_cell.apply(again, moved, name) is True and _ids(again) == _ids(nb)
+    assert 'github/someone/fork/' in again['cells'][1]['source'] and 'someone/fork@' in again['cells'][2]['source']
+    # an unrefreshed notebook (no counts) keeps no count for the new cell; a notebook without a title gets the cells on top
+    bare = _toy()
+    for c in bare['cells']:
+        if c['cell_type'] == 'code': c['execution_count'] = None
+    setup_cell.apply(bare, CFG, name)
+    assert bare['cells'][2]['execution_count'] is None
+    untitled = _toy(); untitled['cells'].pop(0)
+    setup_cell.apply(untitled, CFG, name)
+    assert _ids(untitled)[:2] == [setup_cell.RUN_ID, setup_cell.SETUP_ID]
+
+
+def test_once_adopted_every_notebook_has_the_current_cells():
+    "After `python tools/setup_cell.py` has run, a notebook added or renamed without it (or after a git_url change) fails here."
+    have = [f for f in CFG.files if setup_cell.SETUP_ID in _ids(_load(f))]
+    if not have: pytest.skip('tools/setup_cell.py has not been applied to the notebooks yet')
+    stale = [f for f in CFG.files if setup_cell.apply(_load(f), CFG, f)]
+    assert not stale, f"run `python tools/setup_cell.py`: {stale} lack the current run/setup cells"
 
 
 def test_a_notebook_with_the_cells_keeps_the_house_rules(tmp_path):
@@ -60,7 +80,7 @@ def test_a_notebook_with_the_cells_keeps_the_house_rules(tmp_path):
     test_notebooks.test_every_code_cell_was_run_and_stored(p)
     test_notebooks.test_imports_in_cells_of_their_own(p)
     stale = tmp_path / 'stale.ipynb'
-    stale.write_text(json.dumps(_load()), encoding='utf-8')
+    stale.write_text(json.dumps(_toy()), encoding='utf-8')
     with pytest.raises(SystemExit, match='lack the current run/setup cells'):
         setup_cell.main(['--check', str(stale)])
     setup_cell.main(['--check', str(p)])   # up to date: returns without exiting
@@ -72,7 +92,10 @@ def test_install_cell_installs_dlbook_offline_in_a_fresh_environment(tmp_path):
 
     The venv sees this environment's packages (torch, numpy, IPython, ...) through a folder of links that leaves
     dlbook out, so pip installs only dlbook itself and needs no network (PIP_NO_INDEX=1)."""
-    if subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], capture_output=True).returncode:
+    home = tmp_path / 'home'   # a HOME of its own: pip and IPython caches, and git trusting a checkout another user owns (CI)
+    home.mkdir()
+    (home / '.gitconfig').write_text('[safe]\n\tdirectory = *\n')
+    if subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], capture_output=True, env=dict(os.environ, HOME=str(home))).returncode:
         pytest.skip('not a git checkout')
     import site as _site
     here = Path(next(p for p in _site.getsitepackages() if p.endswith('site-packages')))
@@ -102,7 +125,7 @@ def test_install_cell_installs_dlbook_offline_in_a_fresh_environment(tmp_path):
         "r.raise_error()\n")
     # offline: no index; PIP_NO_BUILD_ISOLATION=0 means *no* build isolation (setuptools comes from the linked packages)
     env = dict(os.environ, PIP_NO_INDEX='1', PIP_NO_BUILD_ISOLATION='0', PIP_DISABLE_PIP_VERSION_CHECK='1', PIP_CONFIG_FILE=os.devnull,
-               PYTHONNOUSERSITE='1', OMP_NUM_THREADS='1', GIT_TERMINAL_PROMPT='0')
+               PYTHONNOUSERSITE='1', OMP_NUM_THREADS='1', GIT_TERMINAL_PROMPT='0', HOME=str(home))
     env.pop('PYTHONPATH', None)
     env.pop('VIRTUAL_ENV', None)   # IPython would add that venv's packages (and our editable dlbook) to sys.path
     r = subprocess.run([str(py), '-c', script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=280)
