@@ -97,6 +97,7 @@ return {
   headings: q(arguments[0]).map(h => '#' + h.id),   // the headings the table of contents should list
   colab: q('#dlbook-main a[href^="https://colab.research.google.com/"]').map(a => a.getAttribute('href')),
   widgets: q('[data-dlbook-widget]').map(w => +w.dataset.figures),
+  map: q('.dlbook-map .part').map(p => [p.querySelector('h3').innerText, Array.from(p.querySelectorAll('a')).map(a => a.getAttribute('href'))]),
 };
 """
 
@@ -138,6 +139,10 @@ def problems(p: dict, page: str, src: str) -> list:
     # run it elsewhere
     if src.endswith('.ipynb'):
         check(CFG.colab_url(src) in p['colab'], f"no 'Open in Colab' link to {CFG.colab_url(src)} (found {p['colab']})")
+    # the home page shows the course map: each part of the sidebar with its chapters
+    if page == 'index.html':
+        want = [[sec, [PAGES[f] for f in files]] for sec, files in CFG.sections if sec]
+        check(p['map'] == want, f"the course map shows {p['map']}, the sidebar has {want}")
     # widgets: a note that says it is interactive in Jupyter, beside the figure the cell stored
     check(all(n >= 1 for n in p['widgets']), "an ipywidgets explorer stored no figure, so the page shows only its note: have "
           "its cell also show the starting figure (e.g. `plt.show()` of it before the widget), then refresh the notebook")
@@ -159,6 +164,7 @@ def test_page(browser, src):
 # Faults injected into a good page, each of which `problems` must report (so the checks above can fail).
 FAULTS = r"""
 const md = document.querySelector('.jp-RenderedMarkdown');
+document.querySelector('.dlbook-map a').remove();
 const add = (where, html) => { const d = document.createElement('div'); d.innerHTML = html; where.appendChild(d); return d; };
 add(md, '<img src="no-such-figure.png">');
 add(md, '<p>left raw: $\\alpha + 1$ and a {target="_blank"}</p>');
@@ -185,7 +191,7 @@ def test_checks_catch_faults(browser):
     found = '\n'.join(problems(driver.execute_script(PROBE, TOC), 'index.html', 'index.ipynb'))
     for what in ['images did not load', 'MathJax could not typeset', 'TeX left untypeset', 'attribute syntax',
                  'error or warning output', 'traceback', 'stray object reprs', 'should mark', 'previous/next',
-                 'table of contents', 'explorer stored no figure']:
+                 'table of contents', 'explorer stored no figure', 'course map']:
         assert what in found, f"the injected fault {what!r} went unreported; problems() said:\n{found}"
 
 
