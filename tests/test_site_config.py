@@ -97,3 +97,12 @@ def test_sidebar_parsing():
     assert labels == {'a.ipynb': 'Start'}
     with pytest.raises(ValueError, match='must be a file name or have an `href`'):
         sitecfg.parse_sidebar([{'text': 'no link'}])
+
+
+def test_a_clone_under_a_hidden_folder_gets_a_clear_error(tmp_path):
+    "nbdev silently processes no notebook below a folder named like `.cache`: the renderer says so and what to do."
+    import render_site
+    assert render_site.hidden_folders(tmp_path / 'work' / 'dlbook') == []
+    assert render_site.hidden_folders(tmp_path / '.cache' / 'dlbook') == ['.cache']
+    with pytest.raises(SystemExit, match=r"starts with a dot \(\.cache\).*Clone or move the repository"):
+        render_site.process_notebooks(tmp_path / '.cache' / 'dlbook')

@@ -38,8 +38,18 @@ def _cwd(path):
     finally: os.chdir(old)
 
 
+def hidden_folders(path: Path) -> list:
+    "The folders above and at `path` whose names start with a dot: nbdev skips every notebook below such a folder."
+    return [p for p in Path(path).resolve().parts if p.startswith('.')]
+
+
 def process_notebooks(root: Path = ROOT) -> Path:
     "nbdev's `_proc/` (what Quarto renders): `nbdev_proc_nbs` minus its Quarto installer, which reinstalls the package."
+    hidden = hidden_folders(root)
+    if hidden:
+        sys.exit(f"the repository is at {Path(root).resolve()}, inside a folder whose name starts with a dot ({', '.join(hidden)}): "
+                 "nbdev (nbdev_proc_nbs, nbdev_docs, and this renderer) silently skips every notebook there. "
+                 "Clone or move the repository to a path without such a folder, e.g. ~/dlbook, and run this again.")
     from nbdev.quarto import refresh_quarto_yml
     from nbdev.doclinks import _build_modidx
     from nbdev.serve import proc_nbs
