@@ -258,7 +258,7 @@ def load_bert_weights(model: BertEncoder, state: dict) -> BertEncoder:
     "Load a Hugging Face BERT state dict into `model`, after checking every name and shape; raise listing all problems."
     own = model.state_dict()
     mapped, unknown = {}, []
-    for k, v in state.items():
+    for k, v in sorted(state.items()):                               # sorted: a file's order is not fixed
         if k.removeprefix('bert.') in _HF_SKIP: continue           # 'bert.' prefixes the names in BertFor... checkpoints
         ours = hf_to_ours(k.removeprefix('bert.'))
         if ours is None or ours not in own: unknown.append(k)
