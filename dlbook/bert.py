@@ -10,8 +10,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import check_close
-from .deep import LayerNorm
-from .activations import gelu
 from .attention import MultiHeadAttention
 
 # %% auto #0
@@ -144,12 +142,12 @@ class BertLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, eps: float = 1e-12, dropout: float = 0.1):
         super().__init__()
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
-        self.norm1, self.norm2 = LayerNorm(d_model, eps=eps), LayerNorm(d_model, eps=eps)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model, eps=eps), nn.LayerNorm(d_model, eps=eps)
         self.ff1, self.ff2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
         self.drop = nn.Dropout(dropout)
     def forward(self, x, key_mask=None, is_causal: bool = False):
         x = self.norm1(x + self.drop(self.attn(x, key_mask=key_mask, is_causal=is_causal)))
-        return self.norm2(x + self.drop(self.ff2(gelu(self.ff1(x)))))
+        return self.norm2(x + self.drop(self.ff2(F.gelu(self.ff1(x)))))
 
 # %% ../nbs/72_encoder.ipynb #72-encoder-028
 @dataclass
@@ -181,7 +179,7 @@ class BertEmbeddings(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.tok, self.pos, self.seg = nn.Embedding(c.vocab_size, c.d_model), nn.Embedding(c.max_len, c.d_model), nn.Embedding(c.n_segments, c.d_model)
-        self.norm, self.drop = LayerNorm(c.d_model, eps=c.eps), nn.Dropout(c.dropout)
+        self.norm, self.drop = nn.LayerNorm(c.d_model, eps=c.eps), nn.Dropout(c.dropout)
     def forward(self, ids, segments=None):
         seg = self.seg.weight[0] if segments is None else self.seg(segments)
         return self.drop(self.norm(self.tok(ids) + self.pos.weight[:ids.shape[1]] + seg))
