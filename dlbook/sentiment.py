@@ -81,7 +81,7 @@ def macro_f1(pred, target, n_classes: int = 3) -> float:
     denom = 2 * tp + (cm.sum(0) - tp) + (cm.sum(1) - tp)
     return float(torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean())
 
-# %% ../nbs/73_sentiment.ipynb #73-sentiment-023
+# %% ../nbs/73_sentiment.ipynb #73-sentiment-026
 def piece_vocab(train_seqs, min_count: int = 2) -> dict:
     "Id 2, 3, ... for each token seen at least `min_count` times in `train_seqs` (0 is padding, 1 is every rarer token)."
     counts = collections.Counter(t for s in train_seqs for t in s)
@@ -122,7 +122,7 @@ class PieceGRU(nn.Module):
         out, _ = self.rnn(self.emb(x))
         return self.head(out[torch.arange(len(x)), last])
 
-# %% ../nbs/73_sentiment.ipynb #73-sentiment-028
+# %% ../nbs/73_sentiment.ipynb #73-sentiment-031
 @torch.no_grad()
 def encode_frozen(tok: WordPieceTokenizer, model: BertEncoder, texts, labels, n_frozen: int, bs: int = 32):
     "Run `model` over `texts` once, in length-sorted batches. Returns the batches (h, key_mask, labels) after the first `n_frozen` layers, the sentence embeddings (N, d) in input order, and the order of the texts in the batches."
@@ -144,7 +144,7 @@ def encode_frozen(tok: WordPieceTokenizer, model: BertEncoder, texts, labels, n_
         emb[idx] = F.normalize(mean_pool(h, km), dim=-1)
     return cached, emb, torch.tensor(order)
 
-# %% ../nbs/73_sentiment.ipynb #73-sentiment-032
+# %% ../nbs/73_sentiment.ipynb #73-sentiment-035
 class CachedBatches:
     "Batches (h, key_mask, labels) kept by `encode_frozen`, served as they are or (with `shuffle`) in a new order each epoch."
     def __init__(self, batches, shuffle: bool = False, seed: int = 0):
