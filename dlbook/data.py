@@ -4,15 +4,15 @@
 
 # %% ../nbs/01_data.ipynb #01-data-003
 from __future__ import annotations
-import gzip, hashlib, os, shutil, struct, tempfile, urllib.request
+import gzip, hashlib, http.client, os, shutil, struct, tempfile, urllib.request
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'FASHION_URL', 'FASHION_FILES', 'FASHION_SHA256', 'FASHION_MEAN', 'FASHION_STD', 'parse_idx',
-           'read_idx', 'cache_dir', 'data_search_path', 'fashion_mnist_dir', 'download_fashion_mnist',
-           'load_fashion_mnist', 'load_mnist1d']
+           'read_idx', 'cache_dir', 'data_search_path', 'fashion_mnist_dir', 'download_verified',
+           'download_fashion_mnist', 'load_fashion_mnist', 'load_mnist1d']
 
 # %% ../nbs/01_data.ipynb #01-data-006
 FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
@@ -83,6 +83,28 @@ def _sha256_of_content(path: Path) -> str:
     if raw[:2] == b'\x1f\x8b': raw = gzip.decompress(raw)
     return hashlib.sha256(raw).hexdigest()
 
+def download_verified(url: str, target, sha256: str, timeout: float = 30, digest=None) -> Path:
+    "Download `url` to `target` through a temporary file, kept only if its SHA-256 (`digest(path)`) is `sha256`."
+    target, digest = Path(target), digest or (lambda p: hashlib.sha256(p.read_bytes()).hexdigest())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.part', dir=target.parent)
+    tmp = Path(tmp)
+    try:
+        try:
+            with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as r:
+                shutil.copyfileobj(r, f)
+                f.flush(); os.fsync(f.fileno())
+        except (OSError, EOFError, http.client.HTTPException) as e:
+            raise OSError(f"could not download {url} ({e})") from None
+        got = digest(tmp)
+        if got != sha256:
+            raise ValueError(f"{target.name}: downloaded content has SHA-256 {got[:12]}..., expected {sha256[:12]}...; "
+                             "the download is damaged or not the published file. Nothing was kept; try again")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)   # an error or Ctrl-C leaves no half-written file behind
+    return target
+
 def download_fashion_mnist(dest=None, base_url: str = FASHION_URL, checksums: dict = FASHION_SHA256, timeout: float = 30) -> Path:
     "Download the four Fashion-MNIST files into `dest` (default: the cache), verifying each before it is kept."
     dest = Path(dest) if dest is not None else cache_dir() / 'fashion-mnist'
@@ -90,21 +112,8 @@ def download_fashion_mnist(dest=None, base_url: str = FASHION_URL, checksums: di
     for name in [n for pair in FASHION_FILES.values() for n in pair]:
         target = dest / name
         if target.exists() and _sha256_of_content(target) == checksums[name]: continue
-        fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.part', dir=dest)
-        tmp = Path(tmp)
-        try:
-            with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(base_url + name, timeout=timeout) as r:
-                shutil.copyfileobj(r, f)
-                f.flush(); os.fsync(f.fileno())
-            got = _sha256_of_content(tmp)
-            if got != checksums[name]:
-                raise ValueError(f"{name}: downloaded content has SHA-256 {got[:12]}..., expected {checksums[name][:12]}...; "
-                                 "the download is damaged or not the published file. Nothing was kept; try again")
-            os.replace(tmp, target)
-        except (OSError, EOFError, ValueError) as e:
-            tmp.unlink(missing_ok=True)
-            if isinstance(e, ValueError): raise
-            raise OSError(f"could not download {base_url + name} ({e}).\n" + _how_to_get_fashion()) from None
+        try: download_verified(base_url + name, target, checksums[name], timeout, digest=_sha256_of_content)
+        except OSError as e: raise OSError(f"{e}.\n" + _how_to_get_fashion()) from None
     return dest
 
 def _how_to_get_fashion() -> str:

@@ -1,6 +1,5 @@
 "dlbook.data: the IDX reader, the search path, the verified download, all on small files the tests write."
-import gzip, hashlib, http.server, os, struct, threading
-from functools import partial
+import gzip, hashlib, os, shutil, struct
 from pathlib import Path
 import numpy as np
 import pytest
@@ -94,17 +93,12 @@ def test_mismatched_images_and_labels(isolated, monkeypatch):
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, serve_dir):
     "A local HTTP server over a folder of generated .gz files (loopback only)."
     root = tmp_path / 'srv'
     arrays = write_fashion(root)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True); t.start()
     sums = {n: hashlib.sha256(arrays[n]).hexdigest() for pair in data.FASHION_FILES.values() for n in pair}
-    yield f'http://127.0.0.1:{httpd.server_address[1]}/', root, sums, arrays
-    httpd.shutdown()
+    return serve_dir(root), root, sums, arrays
 
 
 def test_download_verifies_and_keeps_good_files(tmp_path, server):
@@ -154,3 +148,25 @@ def test_mnist1d_is_generated_offline_and_deterministic(monkeypatch):
     a, b = data.load_mnist1d(), data.load_mnist1d()
     assert a['x'].shape == (4000, 40) and a['x_test'].shape == (1000, 40)
     assert torch.equal(a['x'], b['x']) and set(a['y'].unique().tolist()) == set(range(10))
+
+
+def test_download_verified_cut_connection_keeps_nothing(tmp_path, serve_dir):
+    (tmp_path / 'srv').mkdir(); (tmp_path / 'srv' / 'f.bin').write_bytes(os.urandom(100_000))
+    digest = hashlib.sha256((tmp_path / 'srv' / 'f.bin').read_bytes()).hexdigest()
+    url = serve_dir(tmp_path / 'srv', truncate=True)
+    with pytest.raises(ValueError, match='damaged or not the published file'):
+        data.download_verified(url + 'f.bin', tmp_path / 'dl' / 'f.bin', digest)
+    assert list((tmp_path / 'dl').iterdir()) == []
+    good = serve_dir(tmp_path / 'srv')
+    assert data.download_verified(good + 'f.bin', tmp_path / 'dl' / 'f.bin', digest).read_bytes() == (tmp_path / 'srv' / 'f.bin').read_bytes()
+
+
+def test_download_verified_ctrl_c_keeps_nothing(tmp_path, serve_dir, monkeypatch):
+    (tmp_path / 'srv').mkdir(); (tmp_path / 'srv' / 'f.bin').write_bytes(os.urandom(100_000))
+    url = serve_dir(tmp_path / 'srv')
+    def interrupted(src, dst, *a):
+        dst.write(src.read(1000)); raise KeyboardInterrupt
+    monkeypatch.setattr(shutil, 'copyfileobj', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.download_verified(url + 'f.bin', tmp_path / 'dl' / 'f.bin', '0' * 64)
+    assert list((tmp_path / 'dl').iterdir()) == []
