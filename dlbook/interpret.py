@@ -30,11 +30,12 @@ def _score_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     was = model.training
     model.eval()
     try:
-        x = x.detach().clone().requires_grad_(True)
-        out = model(x)
-        if out.ndim != 2: raise ValueError(f"the model must output class scores of shape (N, classes), got {tuple(out.shape)}")
-        t = _targets(x, target, out.shape[1])
-        g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), x)
+        with torch.enable_grad():                         # works inside torch.no_grad() too
+            x = x.detach().clone().requires_grad_(True)
+            out = model(x)
+            if out.ndim != 2: raise ValueError(f"the model must output class scores of shape (N, classes), got {tuple(out.shape)}")
+            t = _targets(x, target, out.shape[1])
+            g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), x)
     finally: model.train(was)
     return g
 
@@ -72,11 +73,12 @@ class GradCAM:
         was = self.model.training
         self.model.eval()
         try:
-            out = self.model(x.detach().requires_grad_(True))
-            t = _targets(x, target, out.shape[1])
-            maps = store['maps']
-            if maps.ndim not in (3, 4): raise ValueError(f"Grad-CAM needs a layer whose output is maps (N, C, L) or (N, C, H, W), got shape {tuple(maps.shape)}")
-            grads, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), maps)
+            with torch.enable_grad():
+                out = self.model(x.detach().requires_grad_(True))
+                t = _targets(x, target, out.shape[1])
+                maps = store['maps']
+                if maps.ndim not in (3, 4): raise ValueError(f"Grad-CAM needs a layer whose output is maps (N, C, L) or (N, C, H, W), got shape {tuple(maps.shape)}")
+                grads, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), maps)
         finally:
             handle.remove()
             self.model.train(was)
