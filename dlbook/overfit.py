@@ -78,6 +78,13 @@ def fit_classifier(make_model, train, valid=None, epochs: int = 20, bs: int = 10
     if not callable(make_model) or isinstance(make_model, nn.Module):
         raise TypeError("make_model must be a function that builds the model, e.g. partial(mlp, (256, 256)), "
                         "so that the seed also fixes the initial weights")
+    for name, pair in (('train', train), ('valid', valid)):
+        if pair is None and name == 'valid': continue
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2): raise TypeError(f"{name} must be a pair (x, y) of tensors, got {type(pair).__name__}")
+        x, y = pair
+        if len(x) != len(y): raise ValueError(f"{name}: x and y hold {len(x)} and {len(y)} examples; they must match")
+        if y.ndim != 1 or y.is_floating_point(): raise TypeError(f"{name}: y must be a 1-D tensor of integer class labels, got shape {tuple(y.shape)} "
+                                                                f"dtype {y.dtype}: use y.long()")
     set_seed(seed)
     model, dev = make_model(), default_device()
     dls = DataLoaders(TensorLoader(*train, bs=bs, shuffle=True, seed=seed, device=dev),

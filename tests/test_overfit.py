@@ -65,3 +65,11 @@ def test_evalcb_errors():
     with pytest.raises(ValueError, match='positive number of steps'): EvalCB(0, train=(1, 2))
     with pytest.raises(ValueError, match='at least one set'): EvalCB(5)
     with pytest.raises(TypeError, match=r"pair \(x, y\)"): EvalCB(5, train=torch.zeros(3))
+
+
+def test_fit_classifier_errors():
+    x, y = torch.randn(20, 40), torch.randint(0, 10, (20,))
+    with pytest.raises(TypeError, match='function that builds the model'): fit_classifier(mlp(), (x, y))
+    with pytest.raises(TypeError, match=r'train must be a pair \(x, y\)'): fit_classifier(mlp, x)
+    with pytest.raises(TypeError, match='y.long()'): fit_classifier(mlp, (x, y.float()))
+    with pytest.raises(ValueError, match='valid: x and y hold 20 and 5'): fit_classifier(mlp, (x, y), (x, y[:5]))
