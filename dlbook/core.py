@@ -171,8 +171,16 @@ def claim(name: str, value, at_least: float | None = None, at_most: float | None
     return v
 
 # %% ../nbs/00_core.ipynb #00-core-031
-def check_exercise(name: str, fn, cases) -> None:
-    "Check `fn(*args) ~= expected` for each `(args, expected)` in `cases` and print a verdict; raise on a wrong answer."
+def _matches(got, want) -> bool:
+    "Whether `got` equals `want` the way check_exercise compares answers (close for numbers and tensors)."
+    try:
+        if isinstance(want, (torch.Tensor, np.ndarray, float)): check_close(got, want)
+        elif got != want: return False
+        return True
+    except Exception: return False
+
+def check_exercise(name: str, fn, cases, mistakes: Mapping | None = None) -> None:
+    "Check `fn(*args) ~= expected` for each `(args, expected)` in `cases`; a wrong answer that a known `mistakes[message](*args)` also gives is named by `message`."
     cases = list(cases)
     if not cases: raise ValueError(f"check_exercise({name!r}) got no cases to check")
     for i, (args, expected) in enumerate(cases):
@@ -181,8 +189,14 @@ def check_exercise(name: str, fn, cases) -> None:
         except NotImplementedError:
             print(f"{name}: not attempted yet - replace `raise NotImplementedError` with your answer and run this cell again")
             return
+        shown = repr(args) if len(repr(args)) <= 300 else repr(args)[:300] + ' ...'
         try:
             if isinstance(expected, (torch.Tensor, np.ndarray, float)): check_close(got, expected, name=f"{name}, case {i}")
             elif got != expected: raise AssertionError(f"{name}, case {i}: got {got!r}, expected {expected!r}")
-        except AssertionError as e: raise AssertionError(f"{e}\n(inputs: {args!r})") from None
+        except AssertionError as e:
+            for message, wrong in (mistakes or {}).items():
+                try: w = wrong(*args)
+                except Exception: continue
+                if _matches(got, w): raise AssertionError(f"{name}, case {i}: {message}\n(inputs: {shown})") from None
+            raise AssertionError(f"{e}\n(inputs: {shown})") from None
     print(f"{name}: all {len(cases)} checks pass")
