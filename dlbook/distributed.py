@@ -48,7 +48,14 @@ def setup(timeout_s: float = 60., backend: str | None = None) -> tuple[int, int]
                                    "launch with `torchrun --nproc-per-node=2 your_script.py`")
     if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))   # one GPU per process (untested here)
     if not dist.is_initialized():
-        dist.init_process_group(backend or ('nccl' if torch.cuda.is_available() else 'gloo'), timeout=datetime.timedelta(seconds=timeout_s))
+        backend, timeout = backend or ('nccl' if torch.cuda.is_available() else 'gloo'), datetime.timedelta(seconds=timeout_s)
+        attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT')
+        if attempt is not None and os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
+            # torchrun's store outlives a restart and still holds the dead processes' addresses: one key prefix per attempt
+            store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), is_master=False, timeout=timeout)
+            dist.init_process_group(backend, store=dist.PrefixStore(f'dlbook/attempt_{attempt}', store), timeout=timeout,
+                                    rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+        else: dist.init_process_group(backend, timeout=timeout)
     _TIMEOUT[0] = timeout_s
     return dist.get_rank(), dist.get_world_size()
 
