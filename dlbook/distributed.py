@@ -199,6 +199,7 @@ def main(n_train: int = 8192,        # training images (the first ones of Fashio
          epochs: int = 1,            # epochs to train
          lr: float = 3e-3,           # peak learning rate of the one-cycle schedule (AdamW)
          ckpt: str = 'runs/ddp/cnn.pt',  # checkpoint file, written by rank 0 only
+         seed: int = 0,              # random seed (each process adds its rank)
          timeout: float = 60.):      # seconds a collective may wait for the other processes
     "Data-parallel training of the Part III CNN on Fashion-MNIST: `torchrun --standalone --nproc-per-node=2 -m dlbook.distributed`."
     from dlbook.conv import simple_cnn
@@ -215,7 +216,7 @@ def main(n_train: int = 8192,        # training images (the first ones of Fashio
             tfm = fashion_tfm(flat=False)
             dls = DataLoaders(TensorLoader(x[:n_train], y[:n_train], bs=bs, shuffle=True, seed=0, tfm=tfm),
                               TensorLoader(x[-n_valid:], y[-n_valid:], bs=bs, tfm=tfm))
-            set_seed(rank)                                    # different seeds on purpose: DDP copies rank 0's weights
+            set_seed(seed + rank)                             # different seeds on purpose: DDP copies rank 0's weights
             learn = Learner(simple_cnn(), dls, lr=lr,
                             cbs=[MetricsCB(accuracy, show=False), DataParallelCB(), CheckpointCB(ckpt)])
             learn.fit_one_cycle(epochs, max_lr=lr)

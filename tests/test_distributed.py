@@ -47,6 +47,8 @@ WORKER = textwrap.dedent('''
             learner(64, [DataParallelCB(), Fail()]).fit(2)
             sys.exit(0)
         res = check_hand_written(rank, world)
+        try: nn.SyncBatchNorm(3)(torch.randn(4, 3, 2, 2)); res['syncbn'] = 'ran'
+        except ValueError as e: res['syncbn'] = str(e)
         t = torch.randn(1001, generator=torch.Generator().manual_seed(rank))     # float32, an odd size
         ref = t.clone(); dist.all_reduce(ref)
         res['ring_f32'] = (ring_all_reduce(t) - ref).abs().max().item()
@@ -101,6 +103,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
         for k in a: assert abs(a[k] - b[k]) < 1e-5, (k, a, b)
     assert r['files'] == ['ck.pt'] and r['ckpt_vs_model'] == 0                # exactly one checkpoint, rank 0's, plain keys
     assert r['plain_after_fit'] == 'Sequential'                               # the model is unwrapped after fit
+    assert 'expected input tensor to be on GPU' in r['syncbn']                # SyncBatchNorm does not work on CPUs (chapter 43 says so)
 
 
 def test_a_crashed_rank_stops_the_run(tmp_path):

@@ -108,3 +108,9 @@ def test_train_step_fn_variants_agree():
     for kw in [{}, {'channels_last': True}, {'dtype': torch.bfloat16}]:
         train_step_fn(m, x, y, **kw)()                       # runs; the model passed in is left untouched
     assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='pinned memory exists here')
+def test_pinned_memory_needs_an_accelerator():
+    "Chapter 41 says pinned memory only exists where there is an accelerator to read it."
+    with pytest.raises(RuntimeError, match='accelerator'): torch.randn(3).pin_memory()
