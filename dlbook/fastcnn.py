@@ -27,7 +27,7 @@ class RandomFlipCB(Callback):
         flip = torch.rand(len(x), device=x.device) < self.p
         self.learn.batch = (torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x), *self.learn.batch[1:])
 
-# %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-010
+# %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-011
 OPTIMIZERS = {'sgd': (partial(torch.optim.SGD, momentum=0.9, nesterov=True, weight_decay=5e-4), 0.1),
               'adamw': (partial(torch.optim.AdamW, weight_decay=0.01), 5e-3)}
 
@@ -38,7 +38,7 @@ def fast_cnn_learner(dls, channels=(16, 32, 64), opt: str = 'sgd', flips: bool =
     cbs = [MetricsCB(accuracy, show=False), AutocastCB(dtype), ChannelsLastCB()] + ([RandomFlipCB()] if flips else []) + list(extra_cbs)
     return Learner(simple_cnn(channels), dls, lr=lr, opt_func=opt_func, cbs=cbs)
 
-# %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-013
+# %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-014
 def epochs_for_budget(budget_s: float, images_per_s: float, n_train: int) -> int:
     "How many whole epochs over `n_train` images fit in `budget_s` seconds at `images_per_s` (possibly 0)."
     if budget_s < 0 or images_per_s <= 0 or n_train <= 0: raise ValueError(f"need budget_s >= 0 and positive images_per_s and n_train, got {budget_s}, {images_per_s}, {n_train}")
