@@ -6,6 +6,9 @@ benchmarks/claims.json (for tests/test_notebooks.py, which checks every bar agai
     python benchmarks/sweep_claims.py                       # every notebook with a claim, 3 seeds x 3 configurations
     python benchmarks/sweep_claims.py nbs/31_cnn.ipynb      # just these (their rows are replaced, the others kept)
     python benchmarks/sweep_claims.py --offsets 0 --configs native
+    python benchmarks/sweep_claims.py --from-logs DIR ...   # no run: rows from the logs of earlier runs (this script's
+                                                            # --logdir, or tools/refresh.py --claims-log), replacing
+                                                            # those notebooks' rows
 
 Each run executes the whole notebook in a fresh kernel (nbconvert) with
   DLBOOK_SEED_OFFSET = 0, 1, 2       (dlbook.core.run_seed adds it to the notebook's seeds)
@@ -24,6 +27,7 @@ CONFIGS = {   # name: (environment, runs that may share the machine at once)
     'native': ({}, 1),
     'avx2': (AVX2, 1),
     '1thread': ({'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}, 2),
+    'avx2-1thread': (dict(AVX2, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'), 2),   # .ci/run's second pass on an AVX-512 machine
 }
 
 
@@ -72,7 +76,8 @@ def write(rows, meta):
                                    indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
     lines = ['# Claims and their measured margins', '',
              'Written by `python benchmarks/sweep_claims.py` (do not edit by hand). Each notebook that states a claim',
-             '(`dlbook.core.claim`) was run with seed offsets ' + ', '.join(map(str, meta['offsets'])) + ' under each configuration:',
+             '(`dlbook.core.claim`) was run with seed offsets among ' + ', '.join(map(str, meta['offsets'])) + ' under configurations among these',
+             '(the runs column says how many runs each claim had; claims.json lists the configuration and seed of each run):',
              '', *[f'- **{k}**: `{" ".join(f"{a}={b}" for a, b in CONFIGS[k][0].items()) or "the machine as it is"}`' for k in meta['configs']],
              '', f"Machine: {meta['machine']}; torch {meta['torch']}; {meta['date']}.", '',
              '| notebook | claim | bar | runs | min | median | max | failed |', '|---|---|---|---|---|---|---|---|']
@@ -96,7 +101,26 @@ def main(argv=None):
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell')
     ap.add_argument('--merge', nargs='+', type=Path, metavar='JSON',
                     help="run nothing: combine these claims.json files (later ones win per notebook) into benchmarks/claims.*")
+    ap.add_argument('--from-logs', nargs='+', type=Path, metavar='DIR', help='run nothing: build rows from the claim logs in these folders')
+    ap.add_argument('--logdir', type=Path, help='where runs write their claim logs and executed notebooks (default: a new temporary folder)')
     a = ap.parse_args(argv)
+    if a.from_logs:
+        records, configs, offsets = [], set(), set()
+        for d in a.from_logs:
+            for f in sorted(d.glob('*.jsonl')):
+                stem, config, offset = f.name[:-len('.jsonl')].rsplit('.', 2)
+                recs = [json.loads(l) for l in f.read_text(encoding='utf-8').splitlines()]
+                records += recs; configs.add(config); offsets.add(int(offset))
+        rows = summarize(records)
+        if OUT_JSON.exists():
+            names = {r['notebook'] for r in records}
+            for r in json.loads(OUT_JSON.read_text())['claims']:
+                if r['notebook'] not in names: rows[(r['notebook'], r['name'])] = r
+            old = json.loads(OUT_JSON.read_text())['meta']
+            configs |= set(old['configs']); offsets |= set(old['offsets'])
+        m, tv = machine()
+        write(rows, dict(configs=sorted(configs), offsets=sorted(offsets), machine=m, torch=tv, date=datetime.date.today().isoformat()))
+        print(OUT_MD.read_text()); return
     if a.merge:
         rows, metas = {}, []
         for f in a.merge:
@@ -108,7 +132,9 @@ def main(argv=None):
                     offsets=sorted({o for m in metas for o in m['offsets']}), date=max(m['date'] for m in metas))
         write(rows, meta); print(OUT_MD.read_text()); return
     nbs = [p.resolve() for p in a.notebooks] or notebooks_with_claims()
-    logdir = Path(tempfile.mkdtemp(prefix='claims-'))
+    logdir = a.logdir or Path(tempfile.mkdtemp(prefix='claims-'))
+    logdir.mkdir(parents=True, exist_ok=True)
+    print(f"claim logs and executed notebooks go to {logdir}", flush=True)
     records, failed = [], []
     for config in a.configs:
         jobs = [(nb, o) for nb in nbs for o in a.offsets]

@@ -7,25 +7,12 @@ from __future__ import annotations
 import math
 from functools import partial
 import torch
-from .conv import simple_cnn
+from .conv import simple_cnn, RandomFlipCB
 from .learner import Learner, Callback, MetricsCB, accuracy
 from .precision import AutocastCB, ChannelsLastCB
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'RandomFlipCB', 'fast_cnn_learner', 'epochs_for_budget']
-
-# %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-007
-class RandomFlipCB(Callback):
-    "Flip each training image left to right with probability `p` (on the device, from the global random generator)."
-    order = -17                       # after DeviceCB (-20), before ChannelsLastCB (-15)
-    def __init__(self, p: float = 0.5):
-        if not 0 <= p <= 1: raise ValueError(f"p is a probability, in [0, 1]; got {p}")
-        self.p = p
-    def before_batch(self):
-        if not self.learn.training: return
-        x = self.learn.batch[0]
-        flip = torch.rand(len(x), device=x.device) < self.p
-        self.learn.batch = (torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x), *self.learn.batch[1:])
+__all__ = ['OPTIMIZERS', 'fast_cnn_learner', 'epochs_for_budget']
 
 # %% ../nbs/42_fast_cnn.ipynb #42-fastcnn-011
 OPTIMIZERS = {'sgd': (partial(torch.optim.SGD, momentum=0.9, nesterov=True, weight_decay=5e-4), 0.1),

@@ -5,7 +5,8 @@ from dlbook.core import set_seed
 from dlbook.loaders import TensorLoader, DataLoaders
 from dlbook.perf import SyncCheckCB
 from dlbook.precision import autocast_dtype
-from dlbook.fastcnn import RandomFlipCB, fast_cnn_learner, epochs_for_budget, OPTIMIZERS
+from dlbook.conv import RandomFlipCB
+from dlbook.fastcnn import fast_cnn_learner, epochs_for_budget, OPTIMIZERS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
