@@ -28,6 +28,7 @@ CONFIGS = {   # name: (environment, runs that may share the machine at once)
     'avx2': (AVX2, 1),
     '1thread': ({'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}, 2),
     'avx2-1thread': (dict(AVX2, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'), 2),   # .ci/run's second pass on an AVX-512 machine
+    'nosimd-1thread': ({'ATEN_CPU_CAPABILITY': 'default', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}, 2),   # ... on an AVX2-only one
 }
 
 
