@@ -84,7 +84,7 @@ def write(rows, meta):
              '| notebook | claim | bar | runs | min | median | max | failed |', '|---|---|---|---|---|---|---|---|']
     for r in sorted(rows.values(), key=lambda r: (r['notebook'], r['name'])):
         bar = ', '.join(b for b in (r['at_least'] is not None and f"≥ {r['at_least']:g}", r['at_most'] is not None and f"≤ {r['at_most']:g}") if b)
-        lines.append(f"| {r['notebook']} | {r['name']} | {bar} | {r['n']} | {r['min']:.4g} | {r['median']:.4g} | {r['max']:.4g} | {r['failures']} |")
+        lines.append(f"| {r['notebook']} | {r['name'].replace('|', chr(92) + '|')} | {bar} | {r['n']} | {r['min']:.4g} | {r['median']:.4g} | {r['max']:.4g} | {r['failures']} |")
     OUT_MD.write_text('\n'.join(lines) + '\n', encoding='utf-8')
 
 
@@ -119,6 +119,7 @@ def main(argv=None):
                 if r['notebook'] not in names: rows[(r['notebook'], r['name'])] = r
             old = json.loads(OUT_JSON.read_text())['meta']
             configs |= set(old['configs']); offsets |= set(old['offsets'])
+        configs |= {v['config'] for r in rows.values() for v in r['values']}
         m, tv = machine()
         write(rows, dict(configs=sorted(configs), offsets=sorted(offsets), machine=m, torch=tv, date=datetime.date.today().isoformat()))
         print(OUT_MD.read_text()); return
