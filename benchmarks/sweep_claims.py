@@ -72,6 +72,14 @@ def summarize(records):
     return rows
 
 
+def keep_other_rows(rows, notebooks):
+    "`rows` plus the rows benchmarks/claims.json already holds for notebooks not in `notebooks` (those were not re-run)."
+    if OUT_JSON.exists():
+        for r in json.loads(OUT_JSON.read_text(encoding='utf-8'))['claims']:
+            if r['notebook'] not in notebooks: rows[(r['notebook'], r['name'])] = r
+    return rows
+
+
 def write(rows, meta):
     OUT_JSON.write_text(json.dumps({'meta': meta, 'claims': sorted(rows.values(), key=lambda r: (r['notebook'], r['name']))},
                                    indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
@@ -112,13 +120,7 @@ def main(argv=None):
                 stem, config, offset = f.name[:-len('.jsonl')].rsplit('.', 2)
                 recs = [json.loads(l) for l in f.read_text(encoding='utf-8').splitlines()]
                 records += recs; configs.add(config); offsets.add(int(offset))
-        rows = summarize(records)
-        if OUT_JSON.exists():
-            names = {r['notebook'] for r in records}
-            for r in json.loads(OUT_JSON.read_text())['claims']:
-                if r['notebook'] not in names: rows[(r['notebook'], r['name'])] = r
-            old = json.loads(OUT_JSON.read_text())['meta']
-            configs |= set(old['configs']); offsets |= set(old['offsets'])
+        rows = keep_other_rows(summarize(records), {r['notebook'] for r in records})
         configs |= {v['config'] for r in rows.values() for v in r['values']}
         m, tv = machine()
         write(rows, dict(configs=sorted(configs), offsets=sorted(offsets), machine=m, torch=tv, date=datetime.date.today().isoformat()))
@@ -146,10 +148,7 @@ def main(argv=None):
                 print(f"{nb.name:28s} {config:8s} offset {o}: {len(recs)} claims, {dt:5.0f} s" + (f"  ERROR {err}" if err else ''), flush=True)
                 if err: failed.append(f"{nb.name} ({config}, offset {o}): {err}")
     rows = summarize(records)
-    if a.notebooks and OUT_JSON.exists():      # keep the other notebooks' rows
-        names = {p.name for p in nbs}
-        for r in json.loads(OUT_JSON.read_text())['claims']:
-            if r['notebook'] not in names: rows[(r['notebook'], r['name'])] = r
+    if a.notebooks: rows = keep_other_rows(rows, {p.name for p in nbs})
     m, tv = machine()
     write(rows, dict(configs=a.configs, offsets=a.offsets, machine=m, torch=tv, date=datetime.date.today().isoformat()))
     print(OUT_MD.read_text())

@@ -223,10 +223,19 @@ def test_search_leads_to_the_chapter(browser, query, word):
     _open(driver, base + 'index.html')
     box = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '#dlbook-search input'), what='the search box')[0]
     box.send_keys(query)
-    results = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '.pagefind-ui__result-link'), what=f'results for {query!r}')
-    first = results[0]
+    def first_href():
+        try:
+            links = driver.find_elements(By.CSS_SELECTOR, '.pagefind-ui__result-link')
+            return links[0].get_attribute('href') if links else None
+        except Exception: return None            # the list was re-rendered under us: look again
+    href = _wait(first_href, what=f'results for {query!r}')
+    for _ in range(30):                          # Pagefind fills the list in steps: wait until the first result stays put
+        time.sleep(0.1)
+        again = first_href()
+        if again == href: break
+        href = again
     driver.save_screenshot(str(SHOTS / f'_search_{query}.png'))
-    first.click()
+    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '.pagefind-ui__result-link'), what=f'results for {query!r}')[0].click()
     _wait(lambda: urlsplit(driver.current_url).path.rsplit('/', 1)[-1] != 'index.html', what='the result page to open')
     got = urlsplit(driver.current_url).path.rsplit('/', 1)[-1]
     assert got == want, f"search for {query!r}: the first result opened {got}, want {want} (the chapter that defines {word})"
