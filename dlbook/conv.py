@@ -9,10 +9,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .deep import kaiming_uniform_
+from .learner import Callback
 
 # %% auto #0
 __all__ = ['conv_out_size', 'pad2d', 'conv2d_loops', 'im2col', 'conv2d', 'Conv2d', 'max_pool2d', 'avg_pool2d', 'receptive_field',
-           'conv_block', 'simple_cnn', 'ResBlock2d', 'small_resnet', 'count_macs']
+           'conv_block', 'simple_cnn', 'RandomFlipCB', 'ResBlock2d', 'small_resnet', 'count_macs']
 
 # %% ../nbs/31_cnn.ipynb #31-cnn-006
 def _pair(v, name: str) -> tuple[int, int]:
@@ -153,6 +154,19 @@ def simple_cnn(channels=(16, 32, 64), n_classes: int = 10, size: int = 28) -> nn
     blocks, ci = [], 1
     for co in channels: blocks.append(conv_block(ci, co)); ci, size = co, size // 2
     return nn.Sequential(*blocks, nn.Flatten(), nn.Linear(ci * size * size, n_classes))
+
+# %% ../nbs/31_cnn.ipynb #31-cnn-flip
+class RandomFlipCB(Callback):
+    "Flip each training image left to right with probability `p` (on the device, from the global random generator)."
+    order = -17                       # right after DeviceCB (-20), which moves the batch to the device
+    def __init__(self, p: float = 0.5):
+        if not 0 <= p <= 1: raise ValueError(f"p is a probability, in [0, 1]; got {p}")
+        self.p = p
+    def before_batch(self):
+        if not self.learn.training: return
+        x = self.learn.batch[0]
+        flip = torch.rand(len(x), device=x.device) < self.p
+        self.learn.batch = (torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x), *self.learn.batch[1:])
 
 # %% ../nbs/31_cnn.ipynb #31-cnn-044
 class ResBlock2d(nn.Module):

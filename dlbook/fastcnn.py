@@ -7,8 +7,7 @@ from __future__ import annotations
 import math
 from functools import partial
 import torch
-from .conv import simple_cnn
-from .augment import RandomFlipCB
+from .conv import simple_cnn, RandomFlipCB
 from .learner import Learner, Callback, MetricsCB, accuracy
 from .precision import AutocastCB, ChannelsLastCB
 

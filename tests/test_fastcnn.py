@@ -5,7 +5,7 @@ from dlbook.core import set_seed
 from dlbook.loaders import TensorLoader, DataLoaders
 from dlbook.perf import SyncCheckCB
 from dlbook.precision import autocast_dtype
-from dlbook.augment import RandomFlipCB
+from dlbook.conv import RandomFlipCB
 from dlbook.fastcnn import fast_cnn_learner, epochs_for_budget, OPTIMIZERS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
